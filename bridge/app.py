@@ -1,0 +1,92 @@
+"""The Starlette app: it only routes. Each route's concern lives in its own module."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .call_bridge import CallBridge
+from .services import Services
+from .webhook import inbound_call
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _services(request: Request | WebSocket) -> Services:
+    return request.app.state.services
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def operator_denial(request: Request) -> Response | None:
+    """Stats and metrics show phone numbers and internals.
+
+    With OPERATOR_TOKEN set they need ``Authorization: Bearer <token>``;
+    without it they answer loopback clients only.
+    """
+    token = _services(request).settings.operator_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            return None
+        return JSONResponse(
+            {"error": "operator token required"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if _is_loopback(request.client.host if request.client else None):
+        return None
+    return JSONResponse(
+        {"error": "set OPERATOR_TOKEN to read this from another host"}, status_code=403
+    )
+
+
+async def call_stats(request: Request) -> Response:
+    if (denied := operator_denial(request)) is not None:
+        return denied
+    return JSONResponse(_services(request).registry.snapshot())
+
+
+async def metrics(request: Request) -> Response:
+    if (denied := operator_denial(request)) is not None:
+        return denied
+    body = _services(request).metrics.render()
+    return PlainTextResponse(body, media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+async def voice_stream(websocket: WebSocket) -> None:
+    await CallBridge(websocket, _services(websocket)).run()
+
+
+def create_app(services: Services) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/api/inbound-call", inbound_call, methods=["POST"]),
+            Route("/api/calls/stats", call_stats, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            WebSocketRoute("/voice-stream", voice_stream),
+        ]
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,356 @@
+"""One phone call: a Twilio Media Stream on one side, a Gemini Live session on the other.
+
+The bridge owns two pumps and nothing else runs per call:
+
+* caller → Gemini: every 20 ms μ-law frame is decoded, resampled to 16 kHz and
+  sent as it arrives (no batching), so Gemini's VAD hears the caller at once;
+* Gemini → caller: every model chunk is resampled to 8 kHz, cut into exact
+  20 ms μ-law frames and sent as it arrives, followed by one ``mark`` so the
+  bridge knows what is still queued in Twilio's buffer. On ``interrupted``
+  the bridge sends ``clear`` at once and drops the rest of that turn.
+
+Whichever pump ends first ends the call; the other is cancelled and awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import Enum
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from .audio import CallerAudioStream, ModelAudioStream
+from .calls import CallRecord
+from .gemini.protocol import ServerContent
+from .gemini.session import GeminiSession, GeminiSetupError
+from .playback import PlaybackTracker
+from .services import Services
+from .twilio.media_streams import (
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+    UnknownEvent,
+    clear_message,
+    is_valid_sid,
+    mark_message,
+    media_message,
+    parse_twilio_event,
+)
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0  # Twilio sends connected + start right after the upgrade
+IDLE_TIMEOUT_S = 15.0  # Twilio sends a frame every 20 ms while the call lives
+SEND_TIMEOUT_S = 5.0
+
+# WebSocket close codes the bridge uses towards Twilio.
+CLOSE_NORMAL = 1000
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+
+
+class CallEnd(Enum):
+    CALLER_HUNG_UP = "caller hung up"
+    GEMINI_CLOSED = "Gemini closed the session"
+
+
+class StreamRejected(Exception):
+    """The stream may not become a call; ``reason`` is logged, ``code`` closes it."""
+
+    def __init__(self, reason: str, code: int = CLOSE_POLICY, metric: str = "unauthenticated"):
+        super().__init__(reason)
+        self.reason, self.code, self.metric = reason, code, metric
+
+
+class CallBridge:
+    def __init__(self, websocket: WebSocket, services: Services) -> None:
+        self._ws = websocket
+        self._services = services
+        self._metrics = services.metrics
+        self._caller_audio = CallerAudioStream()
+        self._model_audio = ModelAudioStream()
+        self._playback = PlaybackTracker()
+        self._stream_sid = ""
+        self._record: CallRecord | None = None
+        self._session: GeminiSession | None = None
+        self._model_turn_open = False  # model audio arrived and no turnComplete yet
+        self._dropping_turn = False  # the caller interrupted this turn: drop its audio
+        self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(log, {})
+
+    # --- the call's life ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._ws.accept()
+        try:
+            start = await self._authenticated_start()
+        except StreamRejected as exc:
+            self._metrics.stream_rejections.labels(exc.metric).inc()
+            self._metrics.calls.labels("rejected").inc()
+            log.warning("stream rejected: %s", exc.reason)
+            await self._close(exc.code, exc.reason)
+            return
+        except WebSocketDisconnect:
+            log.info("stream closed by Twilio before it started")
+            return
+
+        params = start.custom_parameters
+        self._stream_sid = start.stream_sid
+        self._log = _CallLog(log, {"call": f"{start.call_sid}/{start.stream_sid}"})
+        record = self._services.registry.begin(
+            start.call_sid, start.stream_sid, params.get("from", "")
+        )
+        self._record = record
+        self._metrics.active_calls.inc()
+        self._log.info("call started")
+        outcome = "failed"
+        try:
+            outcome = await self._bridge()
+        finally:
+            self._metrics.active_calls.dec()
+            self._metrics.calls.labels(outcome).inc()
+            self._services.registry.end(record, completed=outcome == "completed")
+            self._log.info(
+                "call ended: %s after %.1f s, frames in %d out %d, interruptions %d",
+                outcome,
+                time.monotonic() - record.started_mono,
+                record.frames_in,
+                record.frames_out,
+                record.interruptions,
+            )
+
+    async def _authenticated_start(self) -> Start:
+        """Wait for ``start`` and check the stream's token before anything reaches Gemini."""
+        signature = self._ws.headers.get("x-twilio-signature")
+        if signature is not None:
+            url = self._services.signatures.url_for(self._ws.url.path, websocket=True)
+            if not self._services.signatures.is_valid(url, {}, signature):
+                raise StreamRejected("bad X-Twilio-Signature on the WebSocket upgrade")
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while True:
+                    event = parse_twilio_event(await self._receive_frame())
+                    if isinstance(event, Connected):
+                        continue
+                    if isinstance(event, Start):
+                        break
+                    raise StreamRejected(f"'{type(event).__name__.lower()}' event before 'start'")
+        except TimeoutError:
+            raise StreamRejected(f"no 'start' event within {START_TIMEOUT_S:g} s") from None
+        except ProtocolError as exc:
+            raise StreamRejected(
+                f"malformed frame: {exc}", CLOSE_INVALID_DATA, "protocol"
+            ) from None
+
+        if not is_valid_sid(event.stream_sid, "MZ") or not is_valid_sid(event.call_sid, "CA"):
+            raise StreamRejected("start event has malformed stream or call SID", metric="protocol")
+        params = event.custom_parameters
+        if params.get("callSid") != event.call_sid:
+            raise StreamRejected("stream parameters belong to another call")
+        problem = self._services.stream_tokens.verify(
+            params.get("token", ""), event.call_sid, params.get("from", ""), params.get("to", "")
+        )
+        if problem:
+            raise StreamRejected(problem)
+        return event
+
+    async def _bridge(self) -> str:
+        """Open Gemini, run both pumps until one ends; returns the call's outcome."""
+        assert self._record is not None
+        session = GeminiSession(
+            self._services.endpoint,
+            self._services.session_config(),
+            setup_timeout=self._services.settings.gemini_setup_timeout,
+        )
+        self._session = session
+        try:
+            await session.open()
+        except GeminiSetupError as exc:
+            self._record.gemini_state = "failed"
+            reason = "config" if exc.is_config_error else "unavailable"
+            self._metrics.gemini_setup_failures.labels(reason).inc()
+            self._log.error("Gemini session did not open: %s", exc.reason)
+            # Closing the stream lets Twilio run the apology that follows <Connect>.
+            await self._close(CLOSE_INTERNAL, "assistant unavailable")
+            return "gemini_unavailable"
+        assert session.setup_seconds is not None
+        self._record.gemini_state = "open"
+        self._record.gemini_setup_ms = session.setup_seconds * 1000
+        self._metrics.gemini_setup_seconds.observe(session.setup_seconds)
+        self._log.info("Gemini session open in %.0f ms", session.setup_seconds * 1000)
+
+        pumps = [
+            asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
+            asyncio.create_task(self._gemini_to_caller(), name="gemini_to_caller"),
+        ]
+        try:
+            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            results = await asyncio.gather(*pumps, return_exceptions=True)
+            await session.close()
+            self._record.gemini_state = session.state
+
+        first = next(iter(done))
+        error = first.exception() if not first.cancelled() else None
+        if isinstance(error, StreamRejected):
+            self._metrics.stream_rejections.labels(error.metric).inc()
+            self._log.warning("stream closed: %s", error.reason)
+            await self._close(error.code, error.reason)
+            return "failed"
+        if error is not None:
+            self._log.error("call failed: %s", _describe(error), exc_info=error)
+            await self._close(CLOSE_INTERNAL, "bridge error")
+            return "failed"
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+                self._log.warning("pump ended with %s while stopping", _describe(result))
+        if first.result() is CallEnd.CALLER_HUNG_UP:
+            await self._close(CLOSE_NORMAL, "call ended")
+            return "completed"
+        self._log.error(
+            "Gemini closed the session mid-call: %s %s", session.close_code, session.close_reason
+        )
+        await self._close(CLOSE_INTERNAL, "assistant disconnected")
+        return "failed"
+
+    # --- caller → Gemini --------------------------------------------------------------------
+
+    async def _caller_to_gemini(self) -> CallEnd:
+        assert self._session is not None and self._record is not None
+        session, record, frames_in = self._session, self._record, self._metrics.frames_in
+        to_pcm = self._caller_audio.to_gemini_pcm
+        while True:
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    frame = await self._receive_frame()
+            except TimeoutError:
+                raise StreamRejected(
+                    f"no frame from Twilio for {IDLE_TIMEOUT_S:g} s", CLOSE_POLICY, "idle"
+                ) from None
+            except WebSocketDisconnect:
+                return CallEnd.CALLER_HUNG_UP
+            try:
+                event = parse_twilio_event(frame)
+            except ProtocolError as exc:
+                raise StreamRejected(
+                    f"malformed frame: {exc}", CLOSE_INVALID_DATA, "protocol"
+                ) from None
+            if isinstance(event, Media):
+                if event.track != "inbound":
+                    continue
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await session.send_audio(to_pcm(event.payload))
+                record.frames_in += 1
+                frames_in.inc()
+            elif isinstance(event, Mark):
+                self._playback.on_mark(event.name)
+            elif isinstance(event, Stop):
+                return CallEnd.CALLER_HUNG_UP
+            elif isinstance(event, Dtmf):
+                self._log.info("caller pressed a key")
+            elif isinstance(event, UnknownEvent):
+                self._log.info("ignored unknown Twilio event %r", event.name)
+            elif isinstance(event, Start):
+                raise StreamRejected("second 'start' on one stream", CLOSE_POLICY, "protocol")
+
+    async def _receive_frame(self) -> str | bytes:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    # --- Gemini → caller --------------------------------------------------------------------
+
+    async def _gemini_to_caller(self) -> CallEnd:
+        assert self._session is not None
+        async for message in self._session.messages():
+            if message.server_content is not None:
+                await self._on_server_content(message.server_content)
+            if message.tool_calls:
+                self._log.warning(
+                    "Gemini asked for tools %s; none are declared",
+                    [c.name for c in message.tool_calls],
+                )
+            if message.go_away is not None:
+                self._log.info(
+                    "Gemini will close this connection in %.0f s", message.go_away.time_left_s
+                )
+            if message.unknown_fields:
+                self._log.debug("Gemini sent unknown fields %s", message.unknown_fields)
+        return CallEnd.GEMINI_CLOSED
+
+    async def _on_server_content(self, content: ServerContent) -> None:
+        # Order matters when one message combines fields: an interruption applies
+        # before any audio that rides with it, and the turn closes after it.
+        if content.interrupted:
+            await self._barge_in()
+        if content.audio and not self._dropping_turn:
+            self._model_turn_open = True
+            frames: list[bytes] = []
+            for chunk in content.audio:
+                frames.extend(self._model_audio.to_twilio_frames(chunk))
+            await self._send_frames(frames)
+        if content.generation_complete or content.turn_complete:
+            if not self._dropping_turn:
+                await self._send_frames(self._model_audio.flush())
+        if content.turn_complete:
+            self._model_turn_open = False
+            self._dropping_turn = False
+
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        assert self._record is not None
+        sid = self._stream_sid
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            for frame in frames:
+                await self._ws.send_text(media_message(sid, frame))
+            await self._ws.send_text(mark_message(sid, self._playback.next_mark(len(frames))))
+        record = self._record
+        if record.first_audio_ms is None:
+            record.first_audio_ms = (time.monotonic() - record.started_mono) * 1000
+        record.frames_out += len(frames)
+        self._metrics.frames_out.inc(len(frames))
+
+    async def _barge_in(self) -> None:
+        """The caller spoke over the model: stop Twilio's playback, drop the rest of the turn."""
+        assert self._record is not None
+        self._model_audio.discard()
+        self._dropping_turn = self._model_turn_open
+        if self._playback.is_playing:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self._ws.send_text(clear_message(self._stream_sid))
+            self._playback.on_clear()
+            self._record.interruptions += 1
+            self._metrics.interruptions.inc()
+            self._log.info("caller interrupted: cleared playback")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            await self._ws.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the peer is already gone
+
+
+class _CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line of a call with its call and stream SIDs."""
+
+    def process(self, msg: object, kwargs: dict) -> tuple[str, dict]:  # type: ignore[type-arg]
+        return f"[{self.extra['call']}] {msg}", kwargs  # type: ignore[index]
+
+
+def _describe(error: BaseException) -> str:
+    return f"{error.__class__.__name__}: {str(error)[:200]}"

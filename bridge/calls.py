@@ -1,0 +1,88 @@
+"""The calls this process is handling now, and totals since it started, for operators."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def mask_number(number: str) -> str:
+    """``+14155550123`` → ``+*******0123``: enough to tell calls apart, not to call back."""
+    if not number:
+        return ""
+    keep = 4 if len(number) > 6 else 0
+    head = "+" if number.startswith("+") else ""
+    hidden = len(number) - len(head) - keep
+    return head + "*" * hidden + (number[-keep:] if keep else "")
+
+
+@dataclass(slots=True)
+class CallRecord:
+    call_sid: str
+    stream_sid: str
+    caller: str  # masked
+    started_at: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    frames_in: int = 0
+    frames_out: int = 0
+    interruptions: int = 0
+    gemini_state: str = "connecting"
+    gemini_setup_ms: float | None = None
+    first_audio_ms: float | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "call_sid": self.call_sid,
+            "stream_sid": self.stream_sid,
+            "caller": self.caller,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "duration_s": round(time.monotonic() - self.started_mono, 1),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "interruptions": self.interruptions,
+            "gemini_state": self.gemini_state,
+            "gemini_setup_ms": _round(self.gemini_setup_ms),
+            "first_audio_ms": _round(self.first_audio_ms),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+class CallRegistry:
+    def __init__(self) -> None:
+        self._active: dict[str, CallRecord] = {}
+        self.handled = 0
+        self.completed = 0
+        self.failed = 0
+
+    def begin(self, call_sid: str, stream_sid: str, caller_number: str) -> CallRecord:
+        record = CallRecord(call_sid, stream_sid, mask_number(caller_number))
+        self._active[stream_sid] = record
+        self.handled += 1
+        return record
+
+    def end(self, record: CallRecord, *, completed: bool) -> None:
+        if self._active.pop(record.stream_sid, None) is None:
+            return
+        if completed:
+            self.completed += 1
+        else:
+            self.failed += 1
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "active_calls": [r.snapshot() for r in self._active.values()],
+            "totals": {
+                "active": len(self._active),
+                "handled": self.handled,
+                "completed": self.completed,
+                "failed": self.failed,
+            },
+        }

@@ -1,0 +1,119 @@
+"""Command line: ``bridge serve``, ``bridge demo``, ``bridge emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .config import load_settings
+    from .gemini.endpoint import endpoint_from_settings
+    from .logs import configure_logging
+    from .services import Services
+
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.secrets())
+        services = Services.build(settings, endpoint_from_settings(settings))
+    except ConfigError as exc:
+        print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("bridge").info(
+        "serving on %s:%d for %s (Gemini %s, model %s)",
+        args.host,
+        args.port,
+        settings.public_url,
+        services.endpoint.backend,
+        settings.gemini_model,
+    )
+    uvicorn.run(
+        create_app(services),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        ws="websockets-sansio",
+        ws_max_size=64 * 1024,  # Twilio frames are ~400 bytes
+        lifespan="off",
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions
+    from .demo import main as demo_main
+    from .logs import configure_logging
+
+    configure_logging("DEBUG" if args.verbose else "WARNING")
+    return demo_main(
+        DemoOptions(
+            out=Path(args.out),
+            as_json=args.json,
+            barge_in=not args.no_barge_in,
+            reply_seconds=args.reply_seconds,
+        )
+    )
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from .logs import configure_logging
+    from .testing.emulator import EmulatorOptions, GeminiEmulator
+
+    configure_logging("INFO")
+
+    async def run() -> None:
+        options = EmulatorOptions(api_key=args.api_key or None, reply_seconds=args.reply_seconds)
+        emulator = await GeminiEmulator(options).start(args.host, args.port)
+        print(f"Gemini Live emulator on {emulator.url}", flush=True)
+        print(f"  Vertex path: {emulator.vertex_url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await emulator.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="A phone bridge between Twilio and Gemini Live."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="answer calls (settings from the environment/.env)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="run a whole simulated call offline")
+    demo.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    demo.add_argument("--out", default="demo-call.wav", help="WAV file of what the caller heard")
+    demo.add_argument("--no-barge-in", action="store_true", help="let the answer play out")
+    demo.add_argument("--reply-seconds", type=float, default=6.0, help="length of each answer")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the server's log")
+    demo.set_defaults(run=_demo)
+
+    emulator = commands.add_parser("emulator", help="run the Gemini Live emulator alone")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=9500)
+    emulator.add_argument("--api-key", default="emulator-key", help="key to expect ('' = any)")
+    emulator.add_argument("--reply-seconds", type=float, default=None)
+    emulator.set_defaults(run=_emulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))

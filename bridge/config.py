@@ -1,0 +1,200 @@
+"""Settings from the environment and an optional ``.env`` file, checked once at start-up.
+
+Every problem is reported as one line that names the variable, so a bad
+deployment fails before the first call instead of during it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+
+DEFAULT_MODEL = "gemini-3.8-live"
+DEFAULT_VOICE = "Kore"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly, concise voice assistant answering a phone call. "
+    "Speak naturally, in short sentences, and let the caller interrupt you."
+)
+
+# Shut down by Google on 2025-12-09: a session would close with 1008 on every call.
+RETIRED_MODELS = frozenset({"gemini-2.0-flash-live-001", "gemini-live-2.5-flash-preview"})
+
+# Native-audio and 3.x voices (case-sensitive). An unknown voice makes setup fail
+# silently on Google's side, so it is refused here instead.
+VOICES = frozenset(
+    "Zephyr Puck Charon Kore Fenrir Leda Orus Aoede Callirrhoe Autonoe Enceladus Iapetus "
+    "Umbriel Algieba Despina Erinome Algenib Rasalgethi Laomedeia Achernar Alnilam Schedar "
+    "Gacrux Pulcherrima Achird Zubenelgenubi Vindemiatrix Sadachbia Sadaltager Sulafat".split()
+)
+
+
+class ConfigError(Exception):
+    """A missing or invalid setting; ``str()`` is one line naming the variable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    public_url: str
+    twilio_auth_token: str
+    twilio_account_sid: str | None
+    stream_token_secret: str
+    gemini_api_key: str | None
+    google_cloud_project: str | None
+    google_cloud_location: str
+    google_application_credentials: str | None
+    gemini_model: str
+    gemini_voice: str
+    system_prompt: str
+    gemini_live_url: str | None
+    gemini_setup_timeout: float
+    operator_token: str | None
+    log_level: str
+    twiml_dir: str | None = None
+
+    @property
+    def uses_vertex(self) -> bool:
+        return self.gemini_api_key is None
+
+    @property
+    def public_host(self) -> str:
+        return urlsplit(self.public_url).netloc
+
+    @property
+    def stream_url(self) -> str:
+        """Twilio only dials ``wss://``; a plain-http PUBLIC_URL (local tests) gets ``ws://``."""
+        scheme = "wss" if self.public_url.startswith("https://") else "ws"
+        return f"{scheme}://{self.public_host}/voice-stream"
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line, an error or a metric."""
+        values = [
+            self.twilio_auth_token,
+            self.stream_token_secret,
+            self.gemini_api_key,
+            self.operator_token,
+        ]
+        return [v for v in values if v and len(v) >= 4]
+
+
+def _optional(config: Config, name: str) -> str | None:
+    value = config(name, default="")
+    value = value.strip() if isinstance(value, str) else value
+    return value or None
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(name, f"must be a {' or '.join(s + '://' for s in schemes)} URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, "must not have a query string or fragment")
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read and check every setting; raises ConfigError on the first bad one."""
+    env = dict(os.environ if environ is None else environ)
+    if env_file is not None and not Path(env_file).is_file():
+        env_file = None
+    config = Config(env_file, environ=env)
+
+    public_url = _optional(config, "PUBLIC_URL")
+    if public_url is None:
+        raise ConfigError("PUBLIC_URL", "not set (the https URL Twilio uses to reach this server)")
+    public_url = _check_url("PUBLIC_URL", public_url.rstrip("/"), ("https", "http"))
+    if urlsplit(public_url).path not in ("", "/"):
+        raise ConfigError("PUBLIC_URL", "must be scheme and host only, with no path")
+
+    auth_token = _optional(config, "TWILIO_AUTH_TOKEN")
+    if auth_token is None:
+        raise ConfigError("TWILIO_AUTH_TOKEN", "not set (needed to check Twilio's signatures)")
+    account_sid = _optional(config, "TWILIO_ACCOUNT_SID")
+    if account_sid is not None and not (
+        len(account_sid) == 34 and account_sid.startswith("AC") and account_sid[2:].isalnum()
+    ):
+        raise ConfigError("TWILIO_ACCOUNT_SID", "must be 'AC' followed by 32 hex digits")
+    stream_secret = _optional(config, "STREAM_TOKEN_SECRET") or auth_token
+
+    api_key = _optional(config, "GEMINI_API_KEY")
+    project = _optional(config, "GOOGLE_CLOUD_PROJECT")
+    location = _optional(config, "GOOGLE_CLOUD_LOCATION") or "us-central1"
+    credentials = _optional(config, "GOOGLE_APPLICATION_CREDENTIALS")
+    if api_key is None and project is None:
+        raise ConfigError(
+            "GEMINI_API_KEY", "not set (or set GOOGLE_CLOUD_PROJECT to use Vertex AI)"
+        )
+    if credentials is not None and not Path(credentials).is_file():
+        raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS", "file not found")
+    if not location.replace("-", "").isalnum():
+        raise ConfigError(
+            "GOOGLE_CLOUD_LOCATION", "must be a region such as us-central1, or global"
+        )
+
+    model = _optional(config, "GEMINI_MODEL") or DEFAULT_MODEL
+    model = model.removeprefix("models/")
+    if model in RETIRED_MODELS:
+        raise ConfigError("GEMINI_MODEL", f"{model} was shut down by Google; use {DEFAULT_MODEL}")
+    if not all(c.isalnum() or c in "-._/" for c in model):
+        raise ConfigError("GEMINI_MODEL", "is not a model id")
+    voice = _optional(config, "GEMINI_VOICE") or DEFAULT_VOICE
+    if voice not in VOICES:
+        raise ConfigError("GEMINI_VOICE", f"unknown voice {voice!r} (names are case-sensitive)")
+
+    prompt = _optional(config, "SYSTEM_PROMPT")
+    prompt_file = _optional(config, "SYSTEM_PROMPT_FILE")
+    if prompt is not None and prompt_file is not None:
+        raise ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
+    if prompt_file is not None:
+        try:
+            prompt = Path(prompt_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                "SYSTEM_PROMPT_FILE", f"cannot read: {exc.__class__.__name__}"
+            ) from None
+        if not prompt:
+            raise ConfigError("SYSTEM_PROMPT_FILE", "file is empty")
+
+    live_url = _optional(config, "GEMINI_LIVE_URL")
+    if live_url is not None:
+        _check_url("GEMINI_LIVE_URL", live_url, ("wss", "ws"))
+
+    try:
+        setup_timeout = float(config("GEMINI_SETUP_TIMEOUT", default="10"))
+    except ValueError:
+        raise ConfigError("GEMINI_SETUP_TIMEOUT", "must be a number of seconds") from None
+    if not 0.5 <= setup_timeout <= 60:
+        raise ConfigError("GEMINI_SETUP_TIMEOUT", "must be between 0.5 and 60 seconds")
+
+    log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+
+    return Settings(
+        public_url=public_url,
+        twilio_auth_token=auth_token,
+        twilio_account_sid=account_sid,
+        stream_token_secret=stream_secret,
+        gemini_api_key=api_key,
+        google_cloud_project=project,
+        google_cloud_location=location,
+        google_application_credentials=credentials,
+        gemini_model=model,
+        gemini_voice=voice,
+        system_prompt=prompt or DEFAULT_SYSTEM_PROMPT,
+        gemini_live_url=live_url,
+        gemini_setup_timeout=setup_timeout,
+        operator_token=_optional(config, "OPERATOR_TOKEN"),
+        log_level=log_level,
+        twiml_dir=_optional(config, "TWIML_DIR"),
+    )

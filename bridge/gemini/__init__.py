@@ -1,0 +1,1 @@
+"""Gemini Live: the BidiGenerateContent wire protocol and a session over websockets."""

@@ -1,0 +1,145 @@
+"""Where a Live session connects and how it authenticates: AI Studio key or Vertex OAuth."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+AI_STUDIO_URL = (
+    "wss://generativelanguage.googleapis.com/ws/"
+    "google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+)
+VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def vertex_url(location: str) -> str:
+    host = (
+        "aiplatform.googleapis.com"
+        if location == "global"
+        else f"{location}-aiplatform.googleapis.com"
+    )
+    return f"wss://{host}{VERTEX_PATH}"
+
+
+class Auth(Protocol):
+    async def headers(self) -> dict[str, str]: ...
+
+
+class ApiKeyAuth:
+    """AI Studio: the key goes in a header, never in the URL, so it stays out of access logs."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    async def headers(self) -> dict[str, str]:
+        return {"x-goog-api-key": self._api_key}
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth(<redacted>)"
+
+
+class OAuthAuth:
+    """Vertex AI: a google-auth access token, refreshed in a thread before it expires.
+
+    ``credentials`` is any google-auth credentials object (service account file,
+    Application Default Credentials, workload identity).
+    """
+
+    REFRESH_MARGIN_S = 300.0
+
+    def __init__(self, credentials: Any, request_factory: Any = None) -> None:
+        self._credentials = credentials
+        self._request_factory = request_factory
+        self._lock = asyncio.Lock()
+
+    def _needs_refresh(self) -> bool:
+        creds = self._credentials
+        if not getattr(creds, "token", None):
+            return True
+        expiry = getattr(creds, "expiry", None)
+        if expiry is None:
+            return False
+        if expiry.tzinfo is None:  # google-auth keeps expiry as a naive UTC datetime
+            expiry = expiry.replace(tzinfo=datetime.UTC)
+        remaining = (expiry - datetime.datetime.now(datetime.UTC)).total_seconds()
+        return remaining < self.REFRESH_MARGIN_S
+
+    def _refresh_blocking(self) -> None:
+        if self._request_factory is None:
+            import google.auth.transport.requests
+
+            request = google.auth.transport.requests.Request()
+        else:
+            request = self._request_factory()
+        self._credentials.refresh(request)
+
+    async def headers(self) -> dict[str, str]:
+        async with self._lock:
+            if self._needs_refresh():
+                await asyncio.wait_for(asyncio.to_thread(self._refresh_blocking), timeout=15)
+                log.info("refreshed the Vertex AI access token")
+        return {"Authorization": f"Bearer {self._credentials.token}"}
+
+    def __repr__(self) -> str:
+        return "OAuthAuth(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiEndpoint:
+    url: str
+    model_resource: str  # what setup.model carries
+    auth: Auth
+    backend: str  # "ai_studio" or "vertex"
+
+
+def load_vertex_credentials(settings: Settings) -> Any:
+    """Blocking (may read files or ask a metadata server): call at start-up or in a thread."""
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        if settings.google_application_credentials:
+            creds, _ = google.auth.load_credentials_from_file(
+                settings.google_application_credentials, scopes=[CLOUD_PLATFORM_SCOPE]
+            )
+        else:
+            creds, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except google.auth.exceptions.GoogleAuthError as exc:
+        raise ConfigError(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            f"no usable Google credentials ({exc.__class__.__name__})",
+        ) from None
+    return creds
+
+
+def endpoint_from_settings(settings: Settings, credentials: Any = None) -> GeminiEndpoint:
+    if not settings.uses_vertex:
+        assert settings.gemini_api_key is not None
+        return GeminiEndpoint(
+            url=settings.gemini_live_url or AI_STUDIO_URL,
+            model_resource=f"models/{settings.gemini_model}",
+            auth=ApiKeyAuth(settings.gemini_api_key),
+            backend="ai_studio",
+        )
+    if credentials is None:
+        credentials = load_vertex_credentials(settings)
+    model = settings.gemini_model
+    if not model.startswith("projects/"):
+        model = (
+            f"projects/{settings.google_cloud_project}/locations/{settings.google_cloud_location}"
+            f"/publishers/google/models/{model}"
+        )
+    return GeminiEndpoint(
+        url=settings.gemini_live_url or vertex_url(settings.google_cloud_location),
+        model_resource=model,
+        auth=OAuthAuth(credentials),
+        backend="vertex",
+    )

@@ -1,0 +1,184 @@
+"""One Gemini Live connection over ``websockets``: setup with a deadline, then messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from .endpoint import GeminiEndpoint
+from .protocol import (
+    GeminiProtocolError,
+    ServerMessage,
+    SessionConfig,
+    SetupComplete,
+    audio_input_message,
+    parse_server_message,
+    setup_message,
+)
+
+log = logging.getLogger(__name__)
+
+# Gemini answers pings slowly (8-30 s measured): the library's 20 s ping timeout
+# closes healthy calls with 1011. Ping rarely and wait long instead.
+PING_INTERVAL_S = 30.0
+PING_TIMEOUT_S = 90.0
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# 1007/1008 mean the request itself is wrong (key, model, setup field): retrying cannot help.
+CONFIG_CLOSE_CODES = frozenset({1007, 1008})
+
+
+class GeminiSetupError(Exception):
+    """The session could not be opened. ``reason`` is safe to log (no secrets)."""
+
+    def __init__(self, reason: str, *, close_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.close_code = close_code
+
+    @property
+    def is_config_error(self) -> bool:
+        return self.close_code in CONFIG_CLOSE_CODES
+
+
+class GeminiSession:
+    """A Live session for one call: ``open()``, then ``send_*`` and ``async for`` messages."""
+
+    def __init__(
+        self, endpoint: GeminiEndpoint, config: SessionConfig, *, setup_timeout: float = 10.0
+    ) -> None:
+        self._endpoint = endpoint
+        self._config = config
+        self._setup_timeout = setup_timeout
+        self._ws: ClientConnection | None = None
+        self.state = "idle"  # idle → connecting → open → closed | failed
+        self.setup_seconds: float | None = None
+        self.session_id: str | None = None
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self._endpoint.url).hostname or "?"
+
+    async def open(self) -> SetupComplete:
+        """Connect, send ``setup`` and wait for ``setupComplete``, all within the setup timeout."""
+        self.state = "connecting"
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._setup_timeout):
+                headers = await self._endpoint.auth.headers()
+                self._ws = await connect(
+                    self._endpoint.url,
+                    additional_headers=headers,
+                    open_timeout=None,  # the overall setup deadline covers the handshake
+                    ping_interval=PING_INTERVAL_S,
+                    ping_timeout=PING_TIMEOUT_S,
+                    close_timeout=2,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,  # audio does not compress; deflate only costs CPU
+                    user_agent_header=f"gemini-phone-bridge websockets/{websockets.__version__}",
+                )
+                await self._ws.send(setup_message(self._config))
+                while True:
+                    message = parse_server_message(await self._ws.recv())
+                    if message.setup_complete is not None:
+                        break
+                    log.warning("ignored a message before setupComplete")
+        except TimeoutError:
+            await self._fail()
+            raise GeminiSetupError(
+                f"no setupComplete from {self.host} within {self._setup_timeout:g} s"
+            ) from None
+        except InvalidStatus as exc:
+            await self._fail()
+            raise GeminiSetupError(
+                f"{self.host} refused the WebSocket handshake with HTTP {exc.response.status_code}"
+            ) from None
+        except ConnectionClosed as exc:
+            code, reason = _close_of(exc)
+            await self._fail(code, reason)
+            raise GeminiSetupError(
+                f"{self.host} closed the session during setup: {code} {reason}".rstrip(),
+                close_code=code,
+            ) from None
+        except (OSError, InvalidHandshake) as exc:
+            await self._fail()
+            raise GeminiSetupError(
+                f"cannot connect to {self.host}: {exc.__class__.__name__}"
+            ) from None
+        except GeminiProtocolError as exc:
+            await self._fail()
+            raise GeminiSetupError(f"bad reply during setup: {exc}") from None
+        self.setup_seconds = time.perf_counter() - started
+        self.session_id = message.setup_complete.session_id
+        self.state = "open"
+        return message.setup_complete
+
+    async def _fail(self, code: int | None = None, reason: str = "") -> None:
+        self.state = "failed"
+        self.close_code, self.close_reason = code, reason
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def send(self, message: str) -> None:
+        assert self._ws is not None, "open() first"
+        await self._ws.send(message)
+
+    async def send_audio(self, pcm16k: bytes) -> None:
+        assert self._ws is not None, "open() first"
+        await self._ws.send(audio_input_message(pcm16k))
+
+    async def messages(self) -> AsyncIterator[ServerMessage]:
+        """Server messages until the connection closes; ``close_code``/``close_reason`` say why.
+
+        A frame that does not parse is logged and skipped: one odd message must
+        not end a call.
+        """
+        assert self._ws is not None, "open() first"
+        try:
+            async for raw in self._ws:
+                try:
+                    yield parse_server_message(raw)
+                except GeminiProtocolError as exc:
+                    log.warning("skipped a bad Gemini message: %s", exc)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._record_close()
+
+    def _record_close(self) -> None:
+        if self._ws is None or self.state in ("closed", "failed"):
+            return
+        code, reason = _close_of(self._ws)
+        self.close_code, self.close_reason = code, reason
+        self.state = "closed"
+
+    async def close(self) -> None:
+        if self._ws is None:
+            self.state = "closed"
+            return
+        await self._ws.close()
+        self._record_close()
+
+    @property
+    def closed_cleanly(self) -> bool:
+        return self.close_code in (1000, None) and self.state == "closed"
+
+
+def _close_of(source: ConnectionClosed | ClientConnection) -> tuple[int | None, str]:
+    """The close code and reason Gemini sent (1006 when the connection just dropped)."""
+    if isinstance(source, ConnectionClosed):
+        frame = source.rcvd
+        if frame is None:
+            return 1006, "connection lost"
+        return frame.code, frame.reason[:200]
+    code = source.close_code
+    return code, (source.close_reason or "")[:200]

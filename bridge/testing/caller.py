@@ -1,0 +1,445 @@
+"""A simulated Twilio caller: the webhook, the TwiML, and a Media Stream, as Twilio does them.
+
+It signs the inbound-call webhook with the twilio library's validator, follows
+the TwiML it gets back (the stream URL and its Parameters), then speaks Media
+Streams: ``connected``, ``start``, one 20 ms μ-law frame every 20 ms in real
+time (speech from a WAV, else line silence), ``stop`` when it hangs up. On the
+way back it models Twilio's playback buffer: media queues and plays in real
+time, a ``mark`` is echoed once the audio before it has played, ``clear``
+flushes the buffer and echoes every pending mark. It records what the caller
+heard, frame by frame, and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import wave
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from ..audio import TWILIO_FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
+from ..twilio.media_streams import (
+    Clear,
+    OutboundMark,
+    OutboundMedia,
+    connected_event,
+    dtmf_event,
+    mark_event,
+    media_event,
+    parse_bridge_message,
+    start_event,
+    stop_event,
+)
+
+FRAME_S = 0.020
+SILENT_FRAME = bytes([ULAW_SILENCE]) * TWILIO_FRAME_BYTES
+VOICED_RMS = 300.0  # int16 RMS above which a 20 ms frame counts as speech
+
+
+def load_speech(name_or_path: str | Path) -> bytes:
+    """A WAV (bundled sample name or a path) as 8 kHz μ-law, the way Twilio carries it."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = Path(str(resources.files("bridge.testing").joinpath(f"data/{name_or_path}")))
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{path}: need 16-bit PCM")
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
+    if rate != 8000:
+        samples = soxr.resample(samples, rate, 8000, quality="VHQ")
+    pcm = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+    return pcm16_to_ulaw(pcm)
+
+
+def frame_rms(ulaw: bytes) -> float:
+    pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.float32)
+    return float(np.sqrt(np.mean(pcm * pcm))) if len(pcm) else 0.0
+
+
+def write_wav(path: str | Path, ulaw: bytes) -> None:
+    """What the caller heard, as 8 kHz 16-bit PCM WAV."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(ulaw_to_pcm16(ulaw))
+
+
+class WebhookRefused(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"webhook answered HTTP {status}")
+        self.status, self.body = status, body
+
+
+@dataclass
+class Utterance:
+    sent_from: float  # monotonic time of its first frame
+    voiced_until: float  # monotonic time of its last voiced frame
+
+
+@dataclass
+class CallResult:
+    """Everything the caller observed; times are ``time.monotonic()`` seconds."""
+
+    call_sid: str
+    dialled_at: float
+    stream_started_at: float = 0.0
+    utterances: list[Utterance] = field(default_factory=list)
+    media_received: list[float] = field(default_factory=list)  # arrival time of each frame
+    heard: bytearray = field(default_factory=bytearray)  # the playback, 20 ms per tick
+    heard_voiced_at: list[float] = field(default_factory=list)  # play time of voiced frames
+    frames_sent: int = 0
+    clears: list[float] = field(default_factory=list)
+    marks_echoed: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+
+    @property
+    def frames_received(self) -> int:
+        return len(self.media_received)
+
+    def first_audio_s(self) -> float | None:
+        """From dialling to the first answer audio reaching the caller."""
+        return self.media_received[0] - self.dialled_at if self.media_received else None
+
+    def turn_latencies_s(self) -> list[float]:
+        """End of each caller utterance to the first answer frame that arrived after it."""
+        latencies = []
+        for utterance in self.utterances:
+            after = [t for t in self.media_received if t > utterance.voiced_until]
+            if after:
+                latencies.append(after[0] - utterance.voiced_until)
+        return latencies
+
+    def report(self) -> dict[str, Any]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 1)
+
+        turns = self.turn_latencies_s()
+        return {
+            "call_sid": self.call_sid,
+            "first_audio_ms": ms(self.first_audio_s()),
+            "turn_latency_ms": [ms(t) for t in turns],
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+            "interruptions": len(self.clears),
+            "heard_seconds": round(len(self.heard) / 8000, 2),
+            "heard_voiced_seconds": round(len(self.heard_voiced_at) * FRAME_S, 2),
+        }
+
+
+class SimulatedCaller:
+    """Dial with ``async with SimulatedCaller(...).dial() as call:`` and script the caller."""
+
+    def __init__(
+        self,
+        public_url: str,
+        auth_token: str,
+        *,
+        account_sid: str = "AC" + "0" * 32,
+        from_number: str = "+14155550123",
+        to_number: str = "+14155550100",
+        call_sid: str | None = None,
+        sign_upgrade: bool = False,
+        webhook_path: str = "/api/inbound-call",
+    ) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.auth_token = auth_token
+        self.account_sid = account_sid
+        self.from_number = from_number
+        self.to_number = to_number
+        self.call_sid = call_sid or "CA" + secrets.token_hex(16)
+        self.stream_sid = "MZ" + secrets.token_hex(16)
+        self.sign_upgrade = sign_upgrade
+        self.webhook_path = webhook_path
+        self.result = CallResult(call_sid=self.call_sid, dialled_at=0.0)
+        self._ws: ClientConnection | None = None
+        self._speech: deque[bytes] = deque()
+        self._speech_done = asyncio.Event()
+        self._speech_done.set()
+        self._playback = bytearray()
+        self._played_bytes = 0
+        self._queued_bytes = 0
+        self._marks: deque[tuple[str, int]] = deque()  # (name, queued bytes when it arrived)
+        self._seq = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closed = asyncio.Event()
+        self.twiml = ""
+        self.stream_url = ""
+        self.parameters: dict[str, str] = {}
+
+    # --- the webhook ------------------------------------------------------------------------
+
+    def webhook_params(self) -> dict[str, str]:
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": self.call_sid,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "From": self.from_number,
+            "To": self.to_number,
+        }
+
+    def _post_webhook(self, signature: str | None) -> tuple[int, str]:
+        url = self.public_url + self.webhook_path
+        body = urllib.parse.urlencode(self.webhook_params()).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature is not None:
+            headers["X-Twilio-Signature"] = signature
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    async def fetch_twiml(self, *, forge: bool = False) -> str:
+        """POST the signed webhook (urllib in a thread) and parse the Stream it returns."""
+        url = self.public_url + self.webhook_path
+        signer = RequestValidator("forged-" + self.auth_token if forge else self.auth_token)
+        signature = signer.compute_signature(url, self.webhook_params())
+        self.result.dialled_at = time.monotonic()
+        status, body = await asyncio.to_thread(self._post_webhook, signature)
+        if status != 200:
+            raise WebhookRefused(status, body)
+        self.twiml = body
+        stream = ET.fromstring(body).find("./Connect/Stream")
+        if stream is None:
+            raise ValueError("TwiML has no <Connect><Stream>")
+        self.stream_url = stream.attrib["url"]
+        self.parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
+        return body
+
+    # --- the stream -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def dial(self, *, parameters: dict[str, str] | None = None) -> Any:
+        """Webhook, then stream; on exit the caller hangs up (``stop``, then close)."""
+        if not self.stream_url:
+            await self.fetch_twiml()
+        if parameters is not None:
+            self.parameters = parameters
+        await self.open_stream()
+        try:
+            yield self
+        finally:
+            await self.hang_up()
+
+    async def open_stream(self) -> None:
+        headers = {}
+        if self.sign_upgrade:
+            headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(
+                self.stream_url, {}
+            )
+        self._ws = await connect(
+            self.stream_url, additional_headers=headers, open_timeout=10, compression=None
+        )
+        await self._ws.send(connected_event())
+        self._seq = 1
+        await self._ws.send(
+            start_event(
+                stream_sid=self.stream_sid,
+                call_sid=self.call_sid,
+                account_sid=self.account_sid,
+                custom_parameters=self.parameters,
+            )
+        )
+        self.result.stream_started_at = time.monotonic()
+        self._tasks = [
+            asyncio.create_task(self._clock(), name="caller_clock"),
+            asyncio.create_task(self._listen(), name="caller_listen"),
+        ]
+
+    async def hang_up(self) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(ConnectionClosed):
+            self._seq += 1
+            await ws.send(
+                stop_event(
+                    stream_sid=self.stream_sid,
+                    sequence_number=self._seq,
+                    call_sid=self.call_sid,
+                    account_sid=self.account_sid,
+                )
+            )
+        await ws.close()
+        self._record_close()
+        self._ws = None
+
+    def _record_close(self) -> None:
+        if self._ws is not None and self.result.close_code is None:
+            self.result.close_code = self._ws.close_code
+            self.result.close_reason = self._ws.close_reason or ""
+
+    async def _clock(self) -> None:
+        """Every 20 ms: send one frame, play one frame, echo marks that have played."""
+        assert self._ws is not None
+        ws, result = self._ws, self.result
+        try:
+            await self._run_clock(ws, result)
+        except ConnectionClosed:
+            self._closed.set()
+        finally:
+            self._speech_done.set()  # nobody waits on speech a closed stream cannot send
+
+    async def _run_clock(self, ws: ClientConnection, result: CallResult) -> None:
+        tick = time.monotonic()
+        chunk = 0
+        utterance: Utterance | None = None
+        while True:
+            if self._speech:
+                frame = self._speech.popleft()
+                now = time.monotonic()
+                if utterance is None:
+                    utterance = Utterance(sent_from=now, voiced_until=now)
+                    result.utterances.append(utterance)
+                if frame_rms(frame) > VOICED_RMS:
+                    utterance.voiced_until = now
+                if not self._speech:
+                    utterance = None
+                    self._speech_done.set()
+            else:
+                frame = SILENT_FRAME
+            chunk += 1
+            self._seq += 1
+            await ws.send(
+                media_event(
+                    stream_sid=self.stream_sid,
+                    sequence_number=self._seq,
+                    chunk=chunk,
+                    timestamp_ms=chunk * 20,
+                    ulaw=frame,
+                )
+            )
+            result.frames_sent += 1
+            self._play_one()
+            await self._echo_played_marks()
+            tick += FRAME_S
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+    def _play_one(self) -> None:
+        if self._playback:
+            frame = bytes(self._playback[:TWILIO_FRAME_BYTES])
+            del self._playback[:TWILIO_FRAME_BYTES]
+            frame = frame.ljust(TWILIO_FRAME_BYTES, bytes([ULAW_SILENCE]))
+            self._played_bytes += TWILIO_FRAME_BYTES
+            if frame_rms(frame) > VOICED_RMS:
+                self.result.heard_voiced_at.append(time.monotonic())
+        else:
+            frame = SILENT_FRAME
+        self.result.heard += frame
+
+    async def _echo_played_marks(self) -> None:
+        while self._marks and self._marks[0][1] <= self._played_bytes:
+            name, _ = self._marks.popleft()
+            await self._send_mark(name)
+
+    async def _send_mark(self, name: str) -> None:
+        assert self._ws is not None
+        self._seq += 1
+        await self._ws.send(
+            mark_event(stream_sid=self.stream_sid, sequence_number=self._seq, name=name)
+        )
+        self.result.marks_echoed += 1
+
+    async def _listen(self) -> None:
+        assert self._ws is not None
+        try:
+            async for raw in self._ws:
+                message = parse_bridge_message(raw)
+                if message.stream_sid != self.stream_sid:
+                    raise AssertionError("bridge used another streamSid (Twilio error 31951)")
+                if isinstance(message, OutboundMedia):
+                    self.result.media_received.append(time.monotonic())
+                    self._playback += message.payload
+                    self._queued_bytes += len(message.payload)
+                elif isinstance(message, OutboundMark):
+                    # Played when everything queued before it has played.
+                    self._marks.append((message.name, self._queued_bytes))
+                elif isinstance(message, Clear):
+                    self.result.clears.append(time.monotonic())
+                    self._queued_bytes -= len(self._playback)
+                    self._playback.clear()
+                    while self._marks:
+                        await self._send_mark(self._marks.popleft()[0])
+        except ConnectionClosed:
+            pass
+        finally:
+            self._record_close()
+            self._closed.set()
+
+    # --- the script -------------------------------------------------------------------------
+
+    async def say(self, ulaw: bytes) -> None:
+        """Speak (queue 20 ms frames) and return when the last frame has been sent."""
+        frames = [
+            ulaw[i : i + TWILIO_FRAME_BYTES].ljust(TWILIO_FRAME_BYTES, bytes([ULAW_SILENCE]))
+            for i in range(0, len(ulaw), TWILIO_FRAME_BYTES)
+        ]
+        self._speech_done.clear()
+        self._speech.extend(frames)
+        await self._speech_done.wait()
+
+    async def press(self, digit: str) -> None:
+        assert self._ws is not None
+        self._seq += 1
+        await self._ws.send(
+            dtmf_event(stream_sid=self.stream_sid, sequence_number=self._seq, digit=digit)
+        )
+
+    async def wait_for_answer(self, timeout: float = 10.0) -> float:
+        """Wait until answer audio arrives after the last utterance; returns its arrival time."""
+        since = self.result.utterances[-1].voiced_until if self.result.utterances else 0.0
+        async with asyncio.timeout(timeout):
+            while True:
+                later = [t for t in self.result.media_received if t > since]
+                if later:
+                    return later[0]
+                if self._closed.is_set():
+                    raise ConnectionError("the stream closed before any answer")
+                await asyncio.sleep(FRAME_S)
+
+    async def wait_until_quiet(self, quiet_s: float = 1.0, timeout: float = 30.0) -> None:
+        """Wait until the caller's playback is empty and nothing has arrived for ``quiet_s``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                last = self.result.media_received[-1] if self.result.media_received else 0.0
+                if not self._playback and time.monotonic() - last >= quiet_s:
+                    return
+                if self._closed.is_set():
+                    return
+                await asyncio.sleep(FRAME_S)
+
+    async def wait_closed(self, timeout: float = 10.0) -> None:
+        """Wait for the bridge to close the stream."""
+        async with asyncio.timeout(timeout):
+            await self._closed.wait()
+
+    @property
+    def is_hearing_audio(self) -> bool:
+        return bool(self._playback)

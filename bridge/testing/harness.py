@@ -1,0 +1,104 @@
+"""The whole product on loopback: the Gemini emulator and the real server under uvicorn.
+
+``bridge demo`` and the end-to-end tests both use it, so what the tests prove
+is what the demo shows. Nothing here is faked below the sockets: the server is
+the production app, configured by environment-style settings, reached over
+real TCP on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import uvicorn
+
+from ..app import create_app
+from ..config import Settings, load_settings
+from ..gemini.endpoint import endpoint_from_settings
+from ..services import Services
+from .caller import SimulatedCaller
+from .emulator import EmulatorOptions, GeminiEmulator
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    services: Services
+    emulator: GeminiEmulator
+    public_url: str
+
+    def caller(self, **kwargs: object) -> SimulatedCaller:
+        return SimulatedCaller(self.public_url, self.settings.twilio_auth_token, **kwargs)  # type: ignore[arg-type]
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: object, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
+    """Run uvicorn on an already-bound socket until the block exits."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_config=None,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=64 * 1024,
+        lifespan="off",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield server
+    finally:
+        server.should_exit = True
+        try:
+            async with asyncio.timeout(10):
+                await task
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def loopback_deployment(
+    emulator_options: EmulatorOptions | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Deployment]:
+    """Start the emulator and the server; ``env`` overrides or adds settings."""
+    api_key = "test-key-" + secrets.token_hex(8)
+    options = emulator_options or EmulatorOptions()
+    if options.api_key is not None:
+        options.api_key = api_key
+    async with GeminiEmulator(options) as emulator:
+        sock = _bound_socket()
+        port = sock.getsockname()[1]
+        public_url = f"http://127.0.0.1:{port}"
+        environ = {
+            "PUBLIC_URL": public_url,
+            "TWILIO_AUTH_TOKEN": "test-auth-" + secrets.token_hex(12),
+            "GEMINI_API_KEY": api_key,
+            "GEMINI_LIVE_URL": emulator.url,
+            **(env or {}),
+        }
+        settings = load_settings(environ, env_file=None)
+        services = Services.build(settings, endpoint_from_settings(settings))
+        async with serve_app(create_app(services), sock):
+            yield Deployment(settings, services, emulator, public_url)

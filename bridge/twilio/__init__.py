@@ -1,0 +1,1 @@
+"""Twilio: the Media Streams wire protocol, webhook signatures and per-stream tokens."""

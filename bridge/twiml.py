@@ -1,0 +1,65 @@
+"""TwiML documents, generated with the twilio library from the operator's ``twiml/`` settings."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from .config import ConfigError
+
+REPO_TWIML_DIR = Path(__file__).resolve().parent.parent / "twiml"
+MAX_PARAMETER_CHARS = 499  # Twilio: name + value under 500 characters
+
+
+@dataclass(frozen=True, slots=True)
+class TwimlSettings:
+    say_voice: str
+    say_before: str
+    apology: str
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> TwimlSettings:
+        """Read ``voice.toml``; a missing or bad file is a start-up error naming TWIML_DIR."""
+        path = Path(directory or REPO_TWIML_DIR) / "voice.toml"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                say_voice=str(data.get("say_voice", "")),
+                say_before=str(data.get("connect", {}).get("say_before", "")).strip(),
+                apology=str(data["apology"]["text"]).strip(),
+            )
+        except OSError:
+            raise ConfigError("TWIML_DIR", f"cannot read {path}") from None
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                "TWIML_DIR", f"{path} is invalid ({exc.__class__.__name__})"
+            ) from None
+
+
+def _say(response: VoiceResponse, text: str, voice: str) -> None:
+    if voice:
+        response.say(text, voice=voice)
+    else:
+        response.say(text)
+
+
+def connect_stream_twiml(
+    settings: TwimlSettings, stream_url: str, parameters: dict[str, str]
+) -> str:
+    """Answer a call: connect it to ``/voice-stream``; the apology plays if the stream ends."""
+    response = VoiceResponse()
+    if settings.say_before:
+        _say(response, settings.say_before, settings.say_voice)
+    connect = Connect()
+    stream = connect.stream(url=stream_url)
+    for name, value in parameters.items():
+        if len(name) + len(value) > MAX_PARAMETER_CHARS:
+            raise ValueError(f"stream parameter {name!r} is too long for Twilio")
+        stream.parameter(name=name, value=value)
+    response.append(connect)
+    _say(response, settings.apology, settings.say_voice)
+    response.hangup()
+    return str(response)

@@ -1,0 +1,60 @@
+"""``POST /api/inbound-call``: Twilio's voice webhook, answered with TwiML that opens the stream."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from .services import Services
+from .twilio.media_streams import is_valid_sid
+from .twiml import connect_stream_twiml
+
+log = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def inbound_call(request: Request) -> Response:
+    services: Services = request.app.state.services
+    counter = services.metrics.webhooks
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        counter.labels("too_large").inc()
+        return PlainTextResponse("request too large\n", status_code=413)
+    content_type = request.headers.get("content-type", "")
+    params: dict[str, str] = {}
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        params = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+
+    # The URL Twilio signed is the public one: behind ngrok or a proxy the Host differs.
+    url = services.signatures.url_for(request.url.path, request.url.query)
+    if not services.signatures.is_valid(url, params, request.headers.get("x-twilio-signature")):
+        counter.labels("forbidden").inc()
+        log.warning("webhook refused: missing or bad X-Twilio-Signature")
+        return PlainTextResponse("forbidden\n", status_code=403)
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        counter.labels("bad_request").inc()
+        return PlainTextResponse("expected a form-encoded Twilio webhook\n", status_code=415)
+
+    call_sid = params.get("CallSid", "")
+    if not is_valid_sid(call_sid, "CA"):
+        counter.labels("bad_request").inc()
+        return PlainTextResponse("missing or malformed CallSid\n", status_code=400)
+    account = services.settings.twilio_account_sid
+    if account and params.get("AccountSid") != account:
+        counter.labels("forbidden").inc()
+        log.warning("webhook refused: call %s is for another Twilio account", call_sid)
+        return PlainTextResponse("forbidden\n", status_code=403)
+
+    caller, called = params.get("From", ""), params.get("To", "")
+    token = services.stream_tokens.mint(call_sid, caller, called)
+    twiml = connect_stream_twiml(
+        services.twiml,
+        services.settings.stream_url,
+        {"callSid": call_sid, "from": caller, "to": called, "token": token},
+    )
+    counter.labels("answered").inc()
+    log.info("answering call %s", call_sid)
+    return Response(twiml, media_type="application/xml")
