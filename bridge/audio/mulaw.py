@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import audioop
 import sys
+import warnings
+
+with warnings.catch_warnings():  # 3.11/3.12 warn that the stdlib module leaves in 3.13
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 if sys.byteorder != "little":  # audioop works in native order; both wires are little-endian
     raise ImportError("bridge.audio needs a little-endian machine")

@@ -254,16 +254,21 @@ class SimulatedCaller:
         self._ws = await connect(
             self.stream_url, additional_headers=headers, open_timeout=10, compression=None
         )
-        await self._ws.send(connected_event())
         self._seq = 1
-        await self._ws.send(
-            start_event(
-                stream_sid=self.stream_sid,
-                call_sid=self.call_sid,
-                account_sid=self.account_sid,
-                custom_parameters=self.parameters,
+        try:
+            await self._ws.send(connected_event())
+            await self._ws.send(
+                start_event(
+                    stream_sid=self.stream_sid,
+                    call_sid=self.call_sid,
+                    account_sid=self.account_sid,
+                    custom_parameters=self.parameters,
+                )
             )
-        )
+        except ConnectionClosed:  # the bridge refused the stream at once
+            self._record_close()
+            self._closed.set()
+            return
         self.result.stream_started_at = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._clock(), name="caller_clock"),

@@ -261,7 +261,7 @@ class GeminiEmulator:
         self.options = options or EmulatorOptions()
         self.sessions: list[EmulatedSession] = []
         self._server: Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._open: set[ServerConnection] = set()
         self.port = 0
         self.host = "127.0.0.1"
 
@@ -328,6 +328,7 @@ class GeminiEmulator:
         auth, refusal = self._authenticate(ws.request.headers)
         session = EmulatedSession(path=ws.request.path, auth=auth or "none")
         self.sessions.append(session)
+        self._open.add(ws)
         try:
             if refusal is not None:
                 await _close(ws, *refusal)
@@ -354,8 +355,15 @@ class GeminiEmulator:
         except ConnectionClosed:
             pass
         finally:
+            self._open.discard(ws)
             session.close_code = ws.close_code
             session.close_reason = ws.close_reason or ""
+
+    async def drop_all(self, code: int = 1011, reason: str = "Internal error encountered.") -> int:
+        """Close every open session as Google does on a fault; returns how many."""
+        connections = list(self._open)
+        await asyncio.gather(*(_close(ws, code, reason) for ws in connections))
+        return len(connections)
 
     def _check_setup(
         self, setup: dict[str, Any], session: EmulatedSession

@@ -1,0 +1,211 @@
+"""The Gemini Live protocol, both roles, without sockets."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from bridge.gemini.protocol import (
+    FunctionCall,
+    FunctionResponse,
+    GeminiProtocolError,
+    SessionConfig,
+    UsageMetadata,
+    audio_input_message,
+    audio_stream_end_message,
+    client_content_message,
+    go_away_message,
+    parse_client_message,
+    parse_duration,
+    parse_server_message,
+    resumption_update_message,
+    server_content_message,
+    setup_complete_message,
+    setup_message,
+    text_input_message,
+    tool_call_cancellation_message,
+    tool_call_message,
+    tool_response_message,
+    unknown_setup_fields,
+)
+
+CONFIG = SessionConfig(model="models/gemini-3.8-live", voice="Kore", system_prompt="Be brief.")
+
+
+def test_setup_asks_for_audio_voice_prompt_transcripts_resumption_and_compression() -> None:
+    setup = json.loads(setup_message(CONFIG))["setup"]
+    assert setup["model"] == "models/gemini-3.8-live"
+    assert setup["generationConfig"]["responseModalities"] == ["AUDIO"]
+    assert (
+        setup["generationConfig"]["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]["voiceName"]
+        == "Kore"
+    )
+    assert setup["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert setup["inputAudioTranscription"] == {} and setup["outputAudioTranscription"] == {}
+    assert setup["sessionResumption"] == {}
+    assert setup["contextWindowCompression"] == {"slidingWindow": {}}
+    assert unknown_setup_fields(setup) == []
+
+
+def test_setup_sends_nothing_3x_models_reject() -> None:
+    text = setup_message(CONFIG)
+    for field in (
+        "thinkingConfig",
+        "enableAffectiveDialog",
+        "proactivity",
+        "transparent",
+        "languageCode",
+    ):
+        assert field not in text
+
+
+def test_resumed_setup_carries_the_handle() -> None:
+    config = SessionConfig(model="m", voice="Puck", system_prompt="x", resumption_handle="h-1")
+    assert json.loads(setup_message(config))["setup"]["sessionResumption"] == {"handle": "h-1"}
+
+
+def test_client_messages_round_trip() -> None:
+    pcm = bytes(range(256)) * 2
+    audio = parse_client_message(audio_input_message(pcm))
+    assert audio.audio == pcm and audio.audio_mime == "audio/pcm;rate=16000"
+    assert parse_client_message(text_input_message("hi")).text == "hi"
+    assert parse_client_message(audio_stream_end_message()).audio_stream_end
+    content = parse_client_message(client_content_message("Greet the caller."))
+    assert content.is_client_content and content.client_turn_complete
+    assert content.client_turns[0]["parts"][0]["text"] == "Greet the caller."
+    response = parse_client_message(
+        tool_response_message([FunctionResponse("id1", "f", {"output": 1})])
+    )
+    assert response.tool_responses == (FunctionResponse("id1", "f", {"output": 1}),)
+
+
+def test_server_accepts_snake_case_and_urlsafe_base64_like_google() -> None:
+    pcm = b"\xff\xfe\xfb" * 10
+    raw = json.dumps(
+        {
+            "realtime_input": {
+                "audio": {
+                    "mime_type": "audio/pcm;rate=16000",
+                    "data": base64.urlsafe_b64encode(pcm).decode().rstrip("="),
+                }
+            }
+        }
+    )
+    assert parse_client_message(raw).audio == pcm
+
+
+def test_unknown_setup_fields_are_named_like_googles_1007() -> None:
+    setup = json.loads(setup_message(CONFIG))["setup"]
+    setup["generationConfig"]["bogus"] = 1
+    setup["sessionResumption"]["transparent"] = True  # known (Vertex), so not reported
+    setup["extra"] = {}
+    assert unknown_setup_fields(setup) == ["setup.generation_config.bogus", "setup.extra"]
+
+
+def test_one_server_message_may_combine_audio_transcription_and_flags() -> None:
+    pcm = b"\x01\x02" * 100
+    raw = json.dumps(
+        {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [
+                        {
+                            "inlineData": {
+                                "mimeType": "audio/pcm;rate=24000",
+                                "data": base64.b64encode(pcm).decode(),
+                            }
+                        },
+                        {"text": "thinking...", "thought": True},
+                        {"text": "Hello"},
+                        {
+                            "inlineData": {
+                                "mimeType": "audio/pcm;rate=24000",
+                                "data": base64.b64encode(pcm[:4]).decode(),
+                            }
+                        },
+                    ]
+                },
+                "outputTranscription": {"text": "Hel"},
+                "inputTranscription": {"text": "hi", "finished": True},
+                "generationComplete": True,
+                "turnComplete": True,
+                "turnCompleteReason": "RESPONSE_REJECTED",
+                "interrupted": True,
+            },
+            "usageMetadata": {
+                "promptTokenCount": "12",
+                "candidatesTokenCount": 3,
+                "totalTokenCount": 15,
+            },
+            "sessionResumptionUpdate": {"newHandle": "h2", "resumable": True},
+        }
+    )
+    message = parse_server_message(raw)
+    content = message.server_content
+    assert content is not None
+    assert content.audio == (pcm, pcm[:4])
+    assert content.text == ("Hello",)
+    assert content.output_transcription is not None and content.output_transcription.text == "Hel"
+    assert content.input_transcription is not None and content.input_transcription.finished
+    assert content.generation_complete and content.turn_complete and content.interrupted
+    assert content.turn_complete_reason == "RESPONSE_REJECTED"
+    assert message.usage == UsageMetadata(12, 3, 15)
+    assert message.resumption_update is not None and message.resumption_update.new_handle == "h2"
+
+
+def test_every_server_message_type() -> None:
+    assert parse_server_message(setup_complete_message("s1")).setup_complete.session_id == "s1"  # type: ignore[union-attr]
+    assert parse_server_message(b'{"setupComplete": {}}').setup_complete is not None
+    calls = [FunctionCall("c1", "end_call", {}), FunctionCall("c2", "lookup", {"id": "A1"})]
+    assert parse_server_message(tool_call_message(calls)).tool_calls == tuple(calls)
+    assert parse_server_message(tool_call_cancellation_message(["c1"])).cancelled_tool_call_ids == (
+        "c1",
+    )
+    assert parse_server_message(go_away_message(50)).go_away.time_left_s == 50  # type: ignore[union-attr]
+    update = parse_server_message(
+        resumption_update_message(None, resumable=False)
+    ).resumption_update
+    assert update is not None and update.new_handle is None and not update.resumable
+    interrupted = parse_server_message(server_content_message(interrupted=True)).server_content
+    assert interrupted is not None and interrupted.interrupted and not interrupted.audio
+    assert (
+        parse_server_message('{"voiceActivity": {"type": "ACTIVITY_START"}}').unknown_fields == ()
+    )
+    assert parse_server_message('{"brandNew": {}}').unknown_fields == ("brandNew",)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("50s", 50.0), ("0.5s", 0.5), (12, 12.0)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "nope",
+        "[]",
+        '{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": "@@@"}}]}}}',
+        '{"serverContent": {"modelTurn": {"parts": "x"}}}',
+        '{"goAway": {"timeLeft": "soon"}}',
+        '{"toolCall": {"functionCalls": [{"id": "1"}]}}',
+    ],
+)
+def test_bad_server_messages_raise(raw: str) -> None:
+    with pytest.raises(GeminiProtocolError):
+        parse_server_message(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"setup": {}, "realtimeInput": {}}',
+        '{"realtimeInput": {}}',
+        '{"bogus": {}}',
+        '{"setup": 1}',
+    ],
+)
+def test_bad_client_messages_raise(raw: str) -> None:
+    with pytest.raises(GeminiProtocolError):
+        parse_client_message(raw)

@@ -1,0 +1,85 @@
+"""Webhook signatures and per-stream tokens."""
+
+from __future__ import annotations
+
+from twilio.request_validator import RequestValidator
+
+from bridge.twilio.security import SignatureCheck, StreamTokens
+
+TOKEN = "auth-token-123456"
+PUBLIC = "https://abc.ngrok.app"
+CALL = "CA" + "1" * 32
+
+
+def test_signature_is_checked_against_the_public_url_not_the_host() -> None:
+    check = SignatureCheck(TOKEN, PUBLIC + "/")
+    params = {"CallSid": CALL, "From": "+1415"}
+    url = check.url_for("/api/inbound-call")
+    assert url == "https://abc.ngrok.app/api/inbound-call"
+    good = RequestValidator(TOKEN).compute_signature(url, params)
+    assert check.is_valid(url, params, good)
+    local = RequestValidator(TOKEN).compute_signature(
+        "http://127.0.0.1:8080/api/inbound-call", params
+    )
+    assert not check.is_valid(url, params, local)
+    assert not check.is_valid(url, {**params, "From": "+1999"}, good)
+    assert not check.is_valid(url, params, None)
+    assert not check.is_valid(url, params, "")
+    forged = RequestValidator("other-token").compute_signature(url, params)
+    assert not check.is_valid(url, params, forged)
+
+
+def test_query_string_is_part_of_the_signed_url() -> None:
+    check = SignatureCheck(TOKEN, PUBLIC)
+    assert check.url_for("/api/inbound-call", "a=1") == "https://abc.ngrok.app/api/inbound-call?a=1"
+
+
+def test_websocket_upgrades_are_signed_over_wss() -> None:
+    check = SignatureCheck(TOKEN, PUBLIC)
+    url = check.url_for("/voice-stream", websocket=True)
+    assert url == "wss://abc.ngrok.app/voice-stream"
+    assert check.is_valid(url, {}, RequestValidator(TOKEN).compute_signature(url, {}))
+    assert (
+        SignatureCheck(TOKEN, "http://127.0.0.1:9").url_for("/x", websocket=True)
+        == "ws://127.0.0.1:9/x"
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_opens_exactly_one_stream_of_its_own_call() -> None:
+    clock = Clock()
+    tokens = StreamTokens("secret", ttl_s=60, clock=clock)
+    token = tokens.mint(CALL, "+1415", "+1800")
+    assert (
+        tokens.verify(token, "CA" + "2" * 32, "+1415", "+1800")
+        == "stream token does not match this call"
+    )
+    assert tokens.verify(token, CALL, "+1999", "+1800") == "stream token does not match this call"
+    assert tokens.verify(token, CALL, "+1415", "+1800") is None
+    assert tokens.verify(token, CALL, "+1415", "+1800") == "stream token already used"
+
+
+def test_token_expires() -> None:
+    clock = Clock()
+    tokens = StreamTokens("secret", ttl_s=60, clock=clock)
+    token = tokens.mint(CALL, "", "")
+    clock.now += 61
+    assert tokens.verify(token, CALL, "", "") == "stream token expired"
+
+
+def test_token_from_another_secret_or_tampered_expiry_fails() -> None:
+    clock = Clock()
+    token = StreamTokens("secret-a", clock=clock).mint(CALL, "", "")
+    assert StreamTokens("secret-b", clock=clock).verify(token, CALL, "", "") is not None
+    expiry, _, mac = token.partition(".")
+    extended = f"{int(expiry) + 3600}.{mac}"
+    assert StreamTokens("secret-a", clock=clock).verify(extended, CALL, "", "") is not None
+    for garbage in ("", ".", "abc.def", "1." + "x" * 300):
+        assert StreamTokens("secret-a", clock=clock).verify(garbage, CALL, "", "") is not None
