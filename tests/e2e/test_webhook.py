@@ -1,0 +1,96 @@
+"""The inbound-call webhook over a real socket: what Twilio gets for good and bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from bridge.testing.harness import Deployment, loopback_deployment
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNT = "AC" + "1" * 32
+
+
+def post(
+    d: Deployment,
+    params: dict[str, str],
+    *,
+    content_type: str = "application/x-www-form-urlencoded",
+    sign: bool = True,
+    query: str = "",
+) -> tuple[int, str]:
+    path = "/api/inbound-call" + (f"?{query}" if query else "")
+    url = d.public_url + path
+    body = urllib.parse.urlencode(params).encode()
+    headers = {"Content-Type": content_type}
+    if sign:
+        headers["X-Twilio-Signature"] = RequestValidator(
+            d.settings.twilio_auth_token
+        ).compute_signature(url, params)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def check(env: dict[str, str] | None, cases: list[tuple[dict[str, object], int]]) -> None:
+    async def scenario() -> None:
+        async with loopback_deployment(env=env) as d:
+            for kwargs, status in cases:
+                params = kwargs.pop("params")
+                got, body = await asyncio.to_thread(post, d, params, **kwargs)  # type: ignore[arg-type]
+                assert got == status, (kwargs, body)
+                if status != 200:
+                    assert "<Response>" not in body and "Traceback" not in body
+
+    asyncio.run(scenario())
+
+
+GOOD = {
+    "CallSid": "CA" + "a" * 32,
+    "AccountSid": ACCOUNT,
+    "From": "+14155550123",
+    "To": "+14155550100",
+}
+
+
+def test_good_webhook_gets_connect_stream_twiml_with_parameters() -> None:
+    async def scenario() -> None:
+        async with loopback_deployment() as d:
+            status, body = await asyncio.to_thread(post, d, GOOD, query="source=test")
+            assert status == 200
+            stream = ET.fromstring(body).find("./Connect/Stream")
+            assert stream is not None
+            assert stream.attrib["url"] == d.settings.stream_url
+            params = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
+            assert (
+                params["callSid"] == GOOD["CallSid"]
+                and params["from"] == GOOD["From"]
+                and params["to"] == GOOD["To"]
+            )
+            assert params["token"]
+
+    asyncio.run(scenario())
+
+
+def test_bad_webhooks_get_a_clear_4xx() -> None:
+    check(
+        {"TWILIO_ACCOUNT_SID": ACCOUNT},
+        [
+            ({"params": GOOD, "sign": False}, 403),
+            ({"params": {**GOOD, "CallSid": "CA123"}}, 400),
+            ({"params": {k: v for k, v in GOOD.items() if k != "CallSid"}}, 400),
+            ({"params": {**GOOD, "AccountSid": "AC" + "2" * 32}}, 403),
+            ({"params": {}, "content_type": "application/json", "sign": True}, 415),
+            ({"params": GOOD}, 200),
+        ],
+    )
