@@ -170,7 +170,7 @@ def load_settings(
         _check_url("GEMINI_LIVE_URL", live_url, ("wss", "ws"))
 
     try:
-        setup_timeout = float(config("GEMINI_SETUP_TIMEOUT", default="10"))
+        setup_timeout = float(_optional(config, "GEMINI_SETUP_TIMEOUT") or "10")
     except ValueError:
         raise ConfigError("GEMINI_SETUP_TIMEOUT", "must be a number of seconds") from None
     if not 0.5 <= setup_timeout <= 60:

@@ -85,3 +85,20 @@ def test_system_prompt_from_a_file_and_env_file(tmp_path: Path) -> None:
 
 def test_plain_http_public_url_streams_over_ws_for_local_tests() -> None:
     assert load(PUBLIC_URL="http://127.0.0.1:8080").stream_url == "ws://127.0.0.1:8080/voice-stream"
+
+
+def test_env_example_lists_every_setting_and_loads_when_filled(tmp_path: Path) -> None:
+    """.env.example copied to .env with the blanks filled in is a working configuration."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, re.M))
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', (root / "bridge" / "config.py").read_text()))
+    assert read - {"AUDIO", "DEBUG", "INFO", "WARNING", "ERROR"} <= listed
+    filled = example.replace("TWILIO_AUTH_TOKEN=\n", "TWILIO_AUTH_TOKEN=tok\n").replace(
+        "GEMINI_API_KEY=\n", "GEMINI_API_KEY=key\n"
+    )
+    (tmp_path / ".env").write_text(filled)
+    settings = load_settings({}, env_file=tmp_path / ".env")
+    assert settings.gemini_setup_timeout == 10 and settings.twilio_account_sid is None
