@@ -118,3 +118,38 @@ def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
         assert heard.getframerate() == 8000 and heard.getnframes() / 8000 == pytest.approx(
             report["heard_seconds"], abs=0.05
         )
+
+
+def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:
+    import asyncio
+
+    from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
+    from bridge.gemini.protocol import SessionConfig
+    from bridge.gemini.session import GeminiSession
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "emulator", "--port", str(port), "--api-key", "k-123"],
+        env=CLEAN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" on ", 1)[1].strip()
+        assert url.startswith(f"ws://127.0.0.1:{port}/ws/")
+
+        async def handshake() -> str | None:
+            endpoint = GeminiEndpoint(
+                url, "models/gemini-3.8-live", ApiKeyAuth("k-123"), "ai_studio"
+            )
+            session = GeminiSession(endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x"))
+            await session.open()
+            await session.close()
+            return session.session_id
+
+        assert asyncio.run(handshake())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -81,8 +81,13 @@ async def serve_app(app: object, sock: socket.socket) -> AsyncIterator[uvicorn.S
 async def loopback_deployment(
     emulator_options: EmulatorOptions | None = None,
     env: Mapping[str, str] | None = None,
+    vertex_credentials: object = None,
 ) -> AsyncIterator[Deployment]:
-    """Start the emulator and the server; ``env`` overrides or adds settings."""
+    """Start the emulator and the server; ``env`` overrides or adds settings.
+
+    With ``vertex_credentials`` (a google-auth-shaped object) the bridge uses the
+    Vertex backend: OAuth bearer tokens, the Vertex path and model resource name.
+    """
     api_key = "test-key-" + secrets.token_hex(8)
     options = emulator_options or EmulatorOptions()
     if options.api_key is not None:
@@ -98,7 +103,14 @@ async def loopback_deployment(
             "GEMINI_LIVE_URL": emulator.url,
             **(env or {}),
         }
+        if vertex_credentials is not None:
+            environ.update(
+                GEMINI_API_KEY="",
+                GOOGLE_CLOUD_PROJECT="emulated",
+                GEMINI_LIVE_URL=emulator.vertex_url,
+            )
         settings = load_settings(environ, env_file=None)
-        services = Services.build(settings, endpoint_from_settings(settings))
+        endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
+        services = Services.build(settings, endpoint)
         async with serve_app(create_app(services), sock):
             yield Deployment(settings, services, emulator, public_url)

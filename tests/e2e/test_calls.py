@@ -324,3 +324,30 @@ def test_a_malformed_frame_closes_only_that_stream() -> None:
             assert 'bridge_stream_rejections_total{reason="protocol"} 1.0' in metrics
 
     run(scenario())
+
+
+def test_a_call_over_vertex_ai_with_oauth() -> None:
+    class Credentials:  # google-auth's shape: a token, an expiry, refresh()
+        token, expiry = "ya29.emulated-token", None
+
+        def refresh(self, request: object) -> None:
+            raise AssertionError("a valid token must not be refreshed")
+
+    async def scenario() -> None:
+        options = EmulatorOptions(
+            api_key=None, bearer_token="ya29.emulated-token", reply_seconds=1.0
+        )
+        async with loopback_deployment(options, vertex_credentials=Credentials()) as d:
+            caller = d.caller()
+            async with caller.dial() as call:
+                await call.say(SHORT)
+                await call.wait_for_answer(timeout=10)
+                await call.wait_until_quiet(quiet_s=0.3, timeout=10)
+            session = d.emulator.sessions[0]
+            assert session.auth == "bearer" and "LlmBidiService" in session.path
+            assert session.setup["model"] == (
+                "projects/emulated/locations/us-central1/publishers/google/models/gemini-3.8-live"
+            )
+            assert caller.result.frames_received == pytest.approx(50, abs=2)
+
+    run(scenario())
