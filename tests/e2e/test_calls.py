@@ -82,6 +82,7 @@ def test_caller_hears_the_answer() -> None:
                 await call.wait_for_answer(timeout=10)
                 await call.wait_until_quiet(quiet_s=0.5, timeout=15)
             result = caller.result
+            assert result.protocol_errors == []
             # Everything Gemini said reached the caller, as exact 20 ms frames.
             assert result.frames_received == pytest.approx(reply_s * 50, abs=2)
             assert result.marks_echoed >= 1
@@ -138,6 +139,7 @@ def test_barge_in_clears_playback_and_drops_the_rest_of_the_turn(burst_factor: f
                 await call.wait_for_answer(timeout=10)
                 await call.wait_until_quiet(quiet_s=0.5, timeout=20)
             result = caller.result
+            assert result.protocol_errors == []
             assert len(result.clears) == 1
             cleared = result.clears[0]
             assert cleared > first_answer
