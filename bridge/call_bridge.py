@@ -23,10 +23,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .audio import CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
+from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
 from .gemini.protocol import ServerContent
-from .gemini.session import GeminiSession, GeminiSetupError
+from .gemini.session import GeminiSetupError
 from .playback import PlaybackTracker
 from .services import Services
+from .transcript import Transcript
+from .turn_state import TurnState
 from .twilio.media_streams import (
     Connected,
     Dtmf,
@@ -58,7 +61,7 @@ CLOSE_INTERNAL = 1011
 
 class CallEnd(Enum):
     CALLER_HUNG_UP = "caller hung up"
-    GEMINI_CLOSED = "Gemini closed the session"
+    GEMINI_LOST = "Gemini could not be kept connected"
 
 
 class StreamRejected(Exception):
@@ -79,7 +82,9 @@ class CallBridge:
         self._playback = PlaybackTracker()
         self._stream_sid = ""
         self._record: CallRecord | None = None
-        self._session: GeminiSession | None = None
+        self._link: GeminiLink | None = None
+        self._turns = TurnState()
+        self.transcript = Transcript()
         self._model_turn_open = False  # model audio arrived and no turnComplete yet
         self._dropping_turn = False  # the caller interrupted this turn: drop its audio
         self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(log, {})
@@ -163,27 +168,37 @@ class CallBridge:
     async def _bridge(self) -> str:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
         assert self._record is not None
-        session = GeminiSession(
+        record, settings = self._record, self._services.settings
+        link = GeminiLink(
             self._services.endpoint,
             self._services.session_config(),
-            setup_timeout=self._services.settings.gemini_setup_timeout,
+            setup_timeout=settings.gemini_setup_timeout,
+            turns=self._turns,
+            transcript=self.transcript,
+            policy=LinkPolicy(
+                reconnect_budget_s=settings.gemini_reconnect_budget,
+                stall_timeout_s=settings.gemini_stall_timeout,
+            ),
+            events=LinkEvents(
+                on_reconnected=self._on_reconnected, on_nudge=self._metrics.nudges.inc
+            ),
         )
-        self._session = session
+        self._link = link
+        record.state_probe = lambda: link.state
         try:
-            await session.open()
+            await link.open()
         except GeminiSetupError as exc:
-            self._record.gemini_state = "failed"
-            reason = "config" if exc.is_config_error else "unavailable"
-            self._metrics.gemini_setup_failures.labels(reason).inc()
+            self._metrics.gemini_setup_failures.labels(exc.kind).inc()
             self._log.error("Gemini session did not open: %s", exc.reason)
-            # Closing the stream lets Twilio run the apology that follows <Connect>.
+            await link.close()
+            record.state_probe = lambda: "failed"
+            # Closing the stream lets Twilio speak the apology that follows <Connect>.
             await self._close(CLOSE_INTERNAL, "assistant unavailable")
             return "gemini_unavailable"
-        assert session.setup_seconds is not None
-        self._record.gemini_state = "open"
-        self._record.gemini_setup_ms = session.setup_seconds * 1000
-        self._metrics.gemini_setup_seconds.observe(session.setup_seconds)
-        self._log.info("Gemini session open in %.0f ms", session.setup_seconds * 1000)
+        assert link.setup_seconds is not None
+        record.gemini_setup_ms = link.setup_seconds * 1000
+        self._metrics.gemini_setup_seconds.observe(link.setup_seconds)
+        self._log.info("Gemini session open in %.0f ms", link.setup_seconds * 1000)
 
         pumps = [
             asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
@@ -195,8 +210,9 @@ class CallBridge:
             for task in pumps:
                 task.cancel()
             results = await asyncio.gather(*pumps, return_exceptions=True)
-            await session.close()
-            self._record.gemini_state = session.state
+            final_state = "closed" if link.state != "failed" else "failed"
+            await link.close()
+            record.state_probe = lambda: final_state
 
         first = next(iter(done))
         error = first.exception() if not first.cancelled() else None
@@ -204,6 +220,10 @@ class CallBridge:
             self._metrics.stream_rejections.labels(error.metric).inc()
             self._log.warning("stream closed: %s", error.reason)
             await self._close(error.code, error.reason)
+            return "failed"
+        if isinstance(error, GeminiLinkLost):
+            self._log.error("Gemini lost mid-call: %s", error.reason)
+            await self._close(CLOSE_INTERNAL, "assistant disconnected")
             return "failed"
         if error is not None:
             self._log.error("call failed: %s", _describe(error), exc_info=error)
@@ -215,18 +235,27 @@ class CallBridge:
         if first.result() is CallEnd.CALLER_HUNG_UP:
             await self._close(CLOSE_NORMAL, "call ended")
             return "completed"
-        self._log.error(
-            "Gemini closed the session mid-call: %s %s", session.close_code, session.close_reason
-        )
         await self._close(CLOSE_INTERNAL, "assistant disconnected")
         return "failed"
+
+    def _on_reconnected(self, reason: str, gap_s: float, resumed: bool) -> None:
+        """A new Gemini connection: whatever turn the old one was speaking is over."""
+        assert self._record is not None
+        self._record.reconnects += 1
+        self._metrics.reconnects.labels(reason.split()[0], "resumed" if resumed else "fresh").inc()
+        self._metrics.reconnect_gap_seconds.observe(gap_s)
+        self._model_audio.discard()
+        self._model_turn_open = False
+        self._dropping_turn = False
+        self._turns.on_model_turn_end()
+        self.transcript.end_turn()
 
     # --- caller → Gemini --------------------------------------------------------------------
 
     async def _caller_to_gemini(self) -> CallEnd:
-        assert self._session is not None and self._record is not None
-        session, record, frames_in = self._session, self._record, self._metrics.frames_in
-        to_pcm = self._caller_audio.to_gemini_pcm
+        assert self._link is not None and self._record is not None
+        link, record, frames_in = self._link, self._record, self._metrics.frames_in
+        to_pcm, turns = self._caller_audio.to_gemini_pcm, self._turns
         while True:
             try:
                 async with asyncio.timeout(IDLE_TIMEOUT_S):
@@ -246,8 +275,10 @@ class CallBridge:
             if isinstance(event, Media):
                 if event.track != "inbound":
                     continue
+                pcm = to_pcm(event.payload)
+                turns.on_caller_frame(pcm)
                 async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await session.send_audio(to_pcm(event.payload))
+                    await link.send_audio(pcm)
                 record.frames_in += 1
                 frames_in.inc()
             elif isinstance(event, Mark):
@@ -271,40 +302,42 @@ class CallBridge:
     # --- Gemini → caller --------------------------------------------------------------------
 
     async def _gemini_to_caller(self) -> CallEnd:
-        assert self._session is not None
-        async for message in self._session.messages():
+        assert self._link is not None
+        async for message in self._link.messages():
             if message.server_content is not None:
                 await self._on_server_content(message.server_content)
             if message.tool_calls:
-                self._log.warning(
-                    "Gemini asked for tools %s; none are declared",
-                    [c.name for c in message.tool_calls],
-                )
-            if message.go_away is not None:
-                self._log.info(
-                    "Gemini will close this connection in %.0f s", message.go_away.time_left_s
-                )
+                names = [c.name for c in message.tool_calls]
+                self._log.warning("Gemini asked for tools %s; none are declared", names)
             if message.unknown_fields:
                 self._log.debug("Gemini sent unknown fields %s", message.unknown_fields)
-        return CallEnd.GEMINI_CLOSED
+        return CallEnd.GEMINI_LOST
 
     async def _on_server_content(self, content: ServerContent) -> None:
         # Order matters when one message combines fields: an interruption applies
         # before any audio that rides with it, and the turn closes after it.
+        if content.input_transcription is not None:
+            self.transcript.add("caller", content.input_transcription.text)
         if content.interrupted:
+            self._turns.on_model_turn_end()
             await self._barge_in()
         if content.audio and not self._dropping_turn:
             self._model_turn_open = True
+            self._turns.on_model_audio()
             frames: list[bytes] = []
             for chunk in content.audio:
                 frames.extend(self._model_audio.to_twilio_frames(chunk))
             await self._send_frames(frames)
+        if content.output_transcription is not None and not self._dropping_turn:
+            self.transcript.add("assistant", content.output_transcription.text)
         if content.generation_complete or content.turn_complete:
             if not self._dropping_turn:
                 await self._send_frames(self._model_audio.flush())
         if content.turn_complete:
             self._model_turn_open = False
             self._dropping_turn = False
+            self._turns.on_model_turn_end()
+            self.transcript.end_turn()
 
     async def _send_frames(self, frames: list[bytes]) -> None:
         if not frames:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,8 @@ class CallRecord:
     frames_in: int = 0
     frames_out: int = 0
     interruptions: int = 0
-    gemini_state: str = "connecting"
+    reconnects: int = 0
+    state_probe: Callable[[], str] = lambda: "connecting"  # the Gemini link's state, live
     gemini_setup_ms: float | None = None
     first_audio_ms: float | None = None
 
@@ -41,7 +43,8 @@ class CallRecord:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "interruptions": self.interruptions,
-            "gemini_state": self.gemini_state,
+            "gemini_state": self.state_probe(),
+            "gemini_reconnects": self.reconnects,
             "gemini_setup_ms": _round(self.gemini_setup_ms),
             "first_audio_ms": _round(self.first_audio_ms),
         }

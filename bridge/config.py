@@ -56,6 +56,8 @@ class Settings:
     system_prompt: str
     gemini_live_url: str | None
     gemini_setup_timeout: float
+    gemini_reconnect_budget: float
+    gemini_stall_timeout: float
     operator_token: str | None
     log_level: str
     twiml_dir: str | None = None
@@ -97,6 +99,17 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
         raise ConfigError(name, f"must be a {' or '.join(s + '://' for s in schemes)} URL")
     if parts.query or parts.fragment:
         raise ConfigError(name, "must not have a query string or fragment")
+    return value
+
+
+def _seconds(config: Config, name: str, default: float, low: float, high: float) -> float:
+    text = _optional(config, name)
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        raise ConfigError(name, "must be a number of seconds") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g} and {high:g} seconds")
     return value
 
 
@@ -169,12 +182,9 @@ def load_settings(
     if live_url is not None:
         _check_url("GEMINI_LIVE_URL", live_url, ("wss", "ws"))
 
-    try:
-        setup_timeout = float(_optional(config, "GEMINI_SETUP_TIMEOUT") or "10")
-    except ValueError:
-        raise ConfigError("GEMINI_SETUP_TIMEOUT", "must be a number of seconds") from None
-    if not 0.5 <= setup_timeout <= 60:
-        raise ConfigError("GEMINI_SETUP_TIMEOUT", "must be between 0.5 and 60 seconds")
+    setup_timeout = _seconds(config, "GEMINI_SETUP_TIMEOUT", 2.5, 0.5, 60)
+    reconnect_budget = _seconds(config, "GEMINI_RECONNECT_BUDGET", 5.0, 0.5, 60)
+    stall_timeout = _seconds(config, "GEMINI_STALL_TIMEOUT", 6.0, 1.0, 120)
 
     log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -194,6 +204,8 @@ def load_settings(
         system_prompt=prompt or DEFAULT_SYSTEM_PROMPT,
         gemini_live_url=live_url,
         gemini_setup_timeout=setup_timeout,
+        gemini_reconnect_budget=reconnect_budget,
+        gemini_stall_timeout=stall_timeout,
         operator_token=_optional(config, "OPERATOR_TOKEN"),
         log_level=log_level,
         twiml_dir=_optional(config, "TWIML_DIR"),

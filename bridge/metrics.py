@@ -47,6 +47,21 @@ class BridgeMetrics:
         self.stream_rejections = Counter(
             "bridge_stream_rejections", "Streams closed before a call began", ["reason"], registry=r
         )
+        self.reconnects = Counter(
+            "bridge_gemini_reconnects",
+            "Gemini connections replaced mid-call, by cause and how",
+            ["reason", "result"],
+            registry=r,
+        )
+        self.reconnect_gap_seconds = Histogram(
+            "bridge_gemini_reconnect_gap_seconds",
+            "From losing (or leaving) a Gemini connection to the next one being ready",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+            registry=r,
+        )
+        self.nudges = Counter(
+            "bridge_gemini_nudges", "Stalled answers nudged with a text input", registry=r
+        )
         for outcome in OUTCOMES:
             self.calls.labels(outcome)
 

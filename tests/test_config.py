@@ -101,4 +101,4 @@ def test_env_example_lists_every_setting_and_loads_when_filled(tmp_path: Path) -
     )
     (tmp_path / ".env").write_text(filled)
     settings = load_settings({}, env_file=tmp_path / ".env")
-    assert settings.gemini_setup_timeout == 10 and settings.twilio_account_sid is None
+    assert settings.gemini_setup_timeout == 2.5 and settings.twilio_account_sid is None

@@ -38,14 +38,17 @@ CONFIG_CLOSE_CODES = frozenset({1007, 1008})
 class GeminiSetupError(Exception):
     """The session could not be opened. ``reason`` is safe to log (no secrets)."""
 
-    def __init__(self, reason: str, *, close_code: int | None = None) -> None:
+    def __init__(self, reason: str, *, kind: str, close_code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # timeout | http | network | closed | protocol; "config" for 1007/1008
         self.close_code = close_code
+        if close_code in CONFIG_CLOSE_CODES:
+            self.kind = "config"
 
     @property
     def is_config_error(self) -> bool:
-        return self.close_code in CONFIG_CLOSE_CODES
+        return self.kind == "config"
 
 
 class GeminiSession:
@@ -74,7 +77,12 @@ class GeminiSession:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._setup_timeout):
-                headers = await self._endpoint.auth.headers()
+                try:
+                    headers = await self._endpoint.auth.headers()
+                except Exception as exc:  # google-auth raises its own types; never leak them
+                    raise GeminiSetupError(
+                        f"no credentials for {self.host}: {exc.__class__.__name__}", kind="auth"
+                    ) from None
                 self._ws = await connect(
                     self._endpoint.url,
                     additional_headers=headers,
@@ -92,31 +100,37 @@ class GeminiSession:
                     if message.setup_complete is not None:
                         break
                     log.warning("ignored a message before setupComplete")
+        except GeminiSetupError:
+            await self._fail()
+            raise
         except TimeoutError:
             await self._fail()
             raise GeminiSetupError(
-                f"no setupComplete from {self.host} within {self._setup_timeout:g} s"
+                f"no setupComplete from {self.host} within {self._setup_timeout:g} s",
+                kind="timeout",
             ) from None
         except InvalidStatus as exc:
             await self._fail()
             raise GeminiSetupError(
-                f"{self.host} refused the WebSocket handshake with HTTP {exc.response.status_code}"
+                f"{self.host} refused the WebSocket handshake with HTTP {exc.response.status_code}",
+                kind="http",
             ) from None
         except ConnectionClosed as exc:
             code, reason = _close_of(exc)
             await self._fail(code, reason)
             raise GeminiSetupError(
                 f"{self.host} closed the session during setup: {code} {reason}".rstrip(),
+                kind="closed",
                 close_code=code,
             ) from None
         except (OSError, InvalidHandshake) as exc:
             await self._fail()
             raise GeminiSetupError(
-                f"cannot connect to {self.host}: {exc.__class__.__name__}"
+                f"cannot connect to {self.host}: {exc.__class__.__name__}", kind="network"
             ) from None
         except GeminiProtocolError as exc:
             await self._fail()
-            raise GeminiSetupError(f"bad reply during setup: {exc}") from None
+            raise GeminiSetupError(f"bad reply during setup: {exc}", kind="protocol") from None
         self.setup_seconds = time.perf_counter() - started
         self.session_id = message.setup_complete.session_id
         self.state = "open"

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
@@ -33,6 +33,7 @@ from ..gemini.protocol import (
     ClientMessage,
     GeminiProtocolError,
     UsageMetadata,
+    go_away_message,
     parse_client_message,
     resumption_update_message,
     server_content_message,
@@ -77,6 +78,19 @@ def bundled_reply() -> bytes:
 
 
 @dataclass
+class FaultPlan:
+    """Faults for one connection; times are seconds after its ``setupComplete``."""
+
+    go_away_at: float | None = None  # send goAway, then close 1011 when time_left runs out
+    go_away_time_left: float = 10.0
+    close_at: float | None = None  # close with close_code (1011: Google's internal error)
+    close_code: int = 1011
+    stall_at: float | None = None  # from then on hear the caller but never answer
+    refuse_setup: bool = False  # close 1011 "service unavailable" instead of setupComplete
+    setup_delay: float = 0.0  # wait this long before setupComplete
+
+
+@dataclass
 class EmulatorOptions:
     api_key: str | None = "emulator-key"  # expected x-goog-api-key; None accepts any
     bearer_token: str | None = None  # expected Authorization: Bearer (Vertex)
@@ -89,6 +103,9 @@ class EmulatorOptions:
     vad_start_ms: int = 60
     vad_end_silence_ms: int = 500
     answer_text: str = "Thanks for calling. Here is what I found about your order."
+    faults: FaultPlan | None = None  # for every connection
+    faults_by_connection: dict[int, FaultPlan] = field(default_factory=dict)  # by index, from 0
+    reject_unknown_handles: bool = True
 
 
 @dataclass
@@ -100,8 +117,11 @@ class EmulatedSession:
     setup: dict[str, Any] = field(default_factory=dict)
     messages: list[ClientMessage] = field(default_factory=list)
     audio_in: bytearray = field(default_factory=bytearray)
+    resumed_from: str | None = None  # the handle its setup carried
+    client_turns: list[str] = field(default_factory=list)  # texts of clientContent turns
     caller_turns: int = 0
     answers_started: int = 0
+    answers_completed: int = 0
     interruptions: int = 0
     close_code: int | None = None
     close_reason: str = ""
@@ -156,20 +176,28 @@ class _Vad:
 class _Conversation:
     """One connection's behaviour after setup: hear turns, answer, get interrupted."""
 
-    def __init__(self, ws: ServerConnection, session: EmulatedSession, options: EmulatorOptions):
+    def __init__(
+        self,
+        ws: ServerConnection,
+        session: EmulatedSession,
+        options: EmulatorOptions,
+        issue_handle: Callable[[], str],
+    ):
         self._ws = ws
         self._session = session
         self._options = options
+        self._issue_handle = issue_handle
         self._vad = _Vad(options)
         self._answer: asyncio.Task[None] | None = None
         self._playing_until = 0.0  # when the caller finishes hearing the answer, in real time
-        self._handles = itertools.count(1)
+        self.stalled = False
         reply = options.reply_pcm if options.reply_pcm is not None else bundled_reply()
         if options.reply_seconds is not None:
             reply = reply[: int(options.reply_seconds * OUTPUT_RATE) * 2]
         self._reply = reply
 
     async def run(self) -> None:
+        await self._ws.send(resumption_update_message(self._issue_handle(), resumable=True))
         try:
             async for raw in self._ws:
                 try:
@@ -183,8 +211,13 @@ class _Conversation:
                     return
                 if message.audio is not None:
                     await self._hear(message.audio)
-                elif message.is_client_content and message.client_turn_complete:
-                    await self._start_answer()
+                elif message.is_client_content:
+                    for turn in message.client_turns:
+                        for part in turn.get("parts", []):
+                            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                                self._session.client_turns.append(part["text"])
+                    if message.client_turn_complete:
+                        await self._start_answer()
                 elif message.text is not None:
                     await self._start_answer()
         finally:
@@ -221,7 +254,8 @@ class _Conversation:
 
     async def _start_answer(self) -> None:
         await self._stop_answer()
-        self._answer = asyncio.create_task(self._speak())
+        if not self.stalled:  # a stalled Gemini hears everything and says nothing
+            self._answer = asyncio.create_task(self._speak())
 
     async def _stop_answer(self) -> None:
         if self._answer is not None and not self._answer.done():
@@ -234,11 +268,15 @@ class _Conversation:
         options = self._options
         await asyncio.sleep(options.response_delay_s)
         self._session.answers_started += 1
+        # Mid-generation a session cannot be resumed: Google says so with an empty handle.
+        await self._ws.send(resumption_update_message(None, resumable=False))
         chunk_bytes = OUTPUT_RATE * options.chunk_ms // 1000 * 2
         interval = options.chunk_ms / 1000 / options.burst_factor
         self._playing_until = time.monotonic() + len(self._reply) / 2 / OUTPUT_RATE
         next_send = time.monotonic()
         for i in range(0, len(self._reply), chunk_bytes):
+            if self.stalled:
+                return  # no generationComplete, no turnComplete: the known Gemini stall
             chunk = self._reply[i : i + chunk_bytes]
             # 3.x models combine fields: the first chunk carries its transcription.
             text = options.answer_text if i == 0 else None
@@ -248,10 +286,8 @@ class _Conversation:
         await self._ws.send(server_content_message(generation_complete=True))
         usage = UsageMetadata(prompt_tokens=100, response_tokens=25, total_tokens=125)
         await self._ws.send(server_content_message(turn_complete=True, usage=usage))
-        await self._ws.send(resumption_update_message(self._new_handle(), resumable=True))
-
-    def _new_handle(self) -> str:
-        return f"emulated-handle-{next(self._handles)}-{secrets.token_hex(4)}"
+        self._session.answers_completed += 1
+        await self._ws.send(resumption_update_message(self._issue_handle(), resumable=True))
 
 
 class GeminiEmulator:
@@ -262,6 +298,7 @@ class GeminiEmulator:
         self.sessions: list[EmulatedSession] = []
         self._server: Server | None = None
         self._open: set[ServerConnection] = set()
+        self._handles: dict[str, ServerConnection] = {}  # resumption handle → issuing socket
         self.port = 0
         self.host = "127.0.0.1"
 
@@ -326,9 +363,12 @@ class GeminiEmulator:
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         auth, refusal = self._authenticate(ws.request.headers)
+        index = len(self.sessions)
         session = EmulatedSession(path=ws.request.path, auth=auth or "none")
         self.sessions.append(session)
         self._open.add(ws)
+        faults = self.options.faults_by_connection.get(index, self.options.faults) or FaultPlan()
+        fault_task: asyncio.Task[None] | None = None
         try:
             if refusal is not None:
                 await _close(ws, *refusal)
@@ -341,23 +381,89 @@ class GeminiEmulator:
                 return
             session.messages.append(first)
             if first.setup is None:
-                await ws.close(
-                    1007, "Invalid JSON payload received. The first message must be setup."
+                await _close(
+                    ws, 1007, "Invalid JSON payload received. The first message must be setup."
                 )
                 return
-            problem = self._check_setup(first.setup, session)
+            problem = self._check_setup(first.setup, session) or self._check_resumption(
+                first.setup, session
+            )
             if problem is not None:
                 await _close(ws, *problem)
                 return
             session.setup = first.setup
+            if faults.setup_delay:
+                await asyncio.sleep(faults.setup_delay)
+            if faults.refuse_setup:
+                await _close(ws, 1011, "The service is currently unavailable.")
+                return
             await ws.send(setup_complete_message(secrets.token_hex(8)))
-            await _Conversation(ws, session, self.options).run()
+            conversation = _Conversation(ws, session, self.options, lambda: self._issue(ws))
+            fault_task = asyncio.create_task(self._inject(ws, conversation, faults))
+            await conversation.run()
         except ConnectionClosed:
             pass
         finally:
+            if fault_task is not None:
+                fault_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fault_task
             self._open.discard(ws)
             session.close_code = ws.close_code
             session.close_reason = ws.close_reason or ""
+
+    def _issue(self, ws: ServerConnection) -> str:
+        handle = f"emulated-handle-{len(self._handles) + 1}-{secrets.token_hex(6)}"
+        self._handles[handle] = ws
+        return handle
+
+    def _check_resumption(
+        self, setup: dict[str, Any], session: EmulatedSession
+    ) -> tuple[int, str] | None:
+        handle = setup_field(setup, "sessionResumption", "handle")
+        if not handle:
+            return None
+        session.resumed_from = handle
+        owner = self._handles.get(handle)
+        if owner is None:
+            if self.options.reject_unknown_handles:
+                return 1008, "Session resumption handle is invalid or has expired."
+            return None
+        if owner in self._open:
+            # Google refuses to resume a session whose old socket is still open.
+            return 1011, "Internal error encountered."
+        return None
+
+    async def _inject(
+        self, ws: ServerConnection, conversation: _Conversation, plan: FaultPlan
+    ) -> None:
+        """Run one connection's scripted faults, in time order."""
+        events: list[tuple[float, str]] = []
+        if plan.go_away_at is not None:
+            events.append((plan.go_away_at, "go_away"))
+            events.append((plan.go_away_at + plan.go_away_time_left, "deadline"))
+        if plan.close_at is not None:
+            events.append((plan.close_at, "close"))
+        if plan.stall_at is not None:
+            events.append((plan.stall_at, "stall"))
+        started = time.monotonic()
+        for at, what in sorted(events):
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            if what == "go_away":
+                await ws.send(go_away_message(plan.go_away_time_left))
+            elif what == "deadline":
+                await _close(ws, 1011, "Deadline expired before operation could complete.")
+                return
+            elif what == "close":
+                reason = "Internal error encountered." if plan.close_code == 1011 else "fault"
+                await _close(ws, plan.close_code, reason)
+                return
+            elif what == "stall":
+                conversation.stalled = True
+
+    def expire_handles(self) -> None:
+        """Forget every resumption handle issued so far (as after Google's 2 h validity)."""
+        self._handles.clear()
 
     async def drop_all(self, code: int = 1011, reason: str = "Internal error encountered.") -> int:
         """Close every open session as Google does on a fault; returns how many."""

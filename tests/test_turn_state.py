@@ -1,0 +1,63 @@
+"""The bridge's view of turns: caller speech, pending questions, model answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge.turn_state import TurnState
+
+VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
+QUIET = bytes(640)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
+    for _ in range(n):
+        clock.now += 0.02
+        state.on_caller_frame(frame)
+
+
+def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
+    clock = Clock()
+    state = TurnState(clock)
+    feed(state, clock, QUIET, 20)
+    assert state.is_quiet and state.unanswered_audio() == []
+    feed(state, clock, VOICE, 50)
+    assert state.caller_speaking and not state.is_quiet
+    feed(state, clock, QUIET, 40)
+    assert state.caller_turn_pending and state.waiting_since() == pytest.approx(clock.now - 0.8)
+    audio = state.unanswered_audio()
+    # 300 ms pre-roll + the speech + the quiet after it
+    assert len(audio) == 15 + 50 + 40 and audio[15] == VOICE
+    state.on_model_audio()
+    assert state.waiting_since() is None and state.unanswered_audio() == []
+    assert not state.is_quiet  # the model is speaking
+    state.on_model_turn_end()
+    assert state.is_quiet
+
+
+def test_a_pause_mid_sentence_continues_the_same_turn() -> None:
+    clock = Clock()
+    state = TurnState(clock)
+    feed(state, clock, VOICE, 10)
+    feed(state, clock, QUIET, 40)  # turn ends...
+    feed(state, clock, VOICE, 10)  # ...but the caller goes on before any answer
+    assert len(state.unanswered_audio()) >= 60
+
+
+def test_restart_wait_after_a_replay() -> None:
+    clock = Clock()
+    state = TurnState(clock)
+    feed(state, clock, VOICE, 10)
+    feed(state, clock, QUIET, 40)
+    clock.now += 5
+    state.restart_wait()
+    assert state.waiting_since() == clock.now
