@@ -29,6 +29,14 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def ready(request: Request) -> Response:
+    """Readiness: 503 while full or draining, so load balancers send calls elsewhere."""
+    reason = _services(request).admission.not_ready_reason
+    if reason is not None:
+        return JSONResponse({"status": reason}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
 def _is_loopback(host: str | None) -> bool:
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback
@@ -82,6 +90,7 @@ def create_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
             Route("/api/inbound-call", inbound_call, methods=["POST"]),
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from .audio import CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
 from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
-from .gemini.protocol import ServerContent
+from .gemini.protocol import ServerContent, client_content_message
 from .gemini.session import GeminiSetupError
 from .playback import PlaybackTracker
 from .services import Services
@@ -45,6 +45,7 @@ from .twilio.media_streams import (
     media_message,
     parse_twilio_event,
 )
+from .twilio.rest import TwilioCallError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ CLOSE_NORMAL = 1000
 CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
 
 
 class CallEnd(Enum):
@@ -81,7 +83,11 @@ class CallBridge:
         self._model_audio = ModelAudioStream()
         self._playback = PlaybackTracker()
         self._stream_sid = ""
+        self._call_sid = ""
         self._record: CallRecord | None = None
+        self._ended_by_bridge = False  # the bridge hung up (drain), not the caller
+        self._goodbye_turn: asyncio.Event | None = None  # set once the goodbye has played
+        self._goodbye_spoken = False
         self._link: GeminiLink | None = None
         self._turns = TurnState()
         self.transcript = Transcript()
@@ -107,7 +113,15 @@ class CallBridge:
 
         params = start.custom_parameters
         self._stream_sid = start.stream_sid
+        self._call_sid = start.call_sid
         self._log = _CallLog(log, {"call": f"{start.call_sid}/{start.stream_sid}"})
+        admission = self._services.admission
+        if not admission.admit(self, start.call_sid):
+            self._metrics.stream_rejections.labels("over_capacity").inc()
+            self._metrics.calls.labels("rejected").inc()
+            self._log.warning("stream refused: no room on this instance")
+            await self._close(CLOSE_TRY_AGAIN, "over capacity")
+            return
         record = self._services.registry.begin(
             start.call_sid, start.stream_sid, params.get("from", "")
         )
@@ -118,9 +132,10 @@ class CallBridge:
         try:
             outcome = await self._bridge()
         finally:
+            admission.release(self)
             self._metrics.active_calls.dec()
             self._metrics.calls.labels(outcome).inc()
-            self._services.registry.end(record, completed=outcome == "completed")
+            self._services.registry.end(record, completed=outcome in ("completed", "drained"))
             self._log.info(
                 "call ended: %s after %.1f s, frames in %d out %d, interruptions %d",
                 outcome,
@@ -214,6 +229,8 @@ class CallBridge:
             await link.close()
             record.state_probe = lambda: final_state
 
+        if self._ended_by_bridge:
+            return "drained"  # whichever pump noticed the hang-up first
         first = next(iter(done))
         error = first.exception() if not first.cancelled() else None
         if isinstance(error, StreamRejected):
@@ -283,6 +300,8 @@ class CallBridge:
                 frames_in.inc()
             elif isinstance(event, Mark):
                 self._playback.on_mark(event.name)
+                if self._goodbye_spoken:
+                    self._check_goodbye_played()
             elif isinstance(event, Stop):
                 return CallEnd.CALLER_HUNG_UP
             elif isinstance(event, Dtmf):
@@ -338,6 +357,9 @@ class CallBridge:
             self._dropping_turn = False
             self._turns.on_model_turn_end()
             self.transcript.end_turn()
+            if self._goodbye_turn is not None:
+                self._goodbye_spoken = True
+                self._check_goodbye_played()
 
     async def _send_frames(self, frames: list[bytes]) -> None:
         if not frames:
@@ -366,6 +388,40 @@ class CallBridge:
             self._record.interruptions += 1
             self._metrics.interruptions.inc()
             self._log.info("caller interrupted: cleared playback")
+
+    # --- ending the call from the bridge's side ----------------------------------------------
+
+    async def end_with_goodbye(self, timeout_s: float) -> None:
+        """The server is going away: the assistant says goodbye, then the call is hung up.
+
+        The goodbye counts as said once the model's turn is complete and Twilio
+        has echoed the marks after its audio (played, not just sent). Then the
+        call is hung up through Twilio's REST API when credentials allow it;
+        otherwise the stream is closed and Twilio speaks the TwiML that follows.
+        """
+        if self._link is None or self._record is None:
+            return
+        self._goodbye_turn = asyncio.Event()
+        self._log.info("ending the call: asking the assistant to say goodbye")
+        await self._link.send(client_content_message(self._services.twiml.goodbye_instruction))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._goodbye_turn.wait()
+        except TimeoutError:
+            self._log.warning("no goodbye played within %.0f s; hanging up", timeout_s)
+        self._ended_by_bridge = True
+        rest = self._services.twilio_calls
+        if rest is not None:
+            try:
+                await rest.hang_up(self._call_sid)
+                return  # Twilio ends the stream with 'stop'
+            except TwilioCallError as exc:
+                self._log.warning("REST hang-up failed (%s); closing the stream", exc.reason)
+        await self._close(CLOSE_NORMAL, "goodbye")
+
+    def _check_goodbye_played(self) -> None:
+        if self._goodbye_turn is not None and not self._playback.is_playing:
+            self._goodbye_turn.set()
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .gemini.endpoint import endpoint_from_settings
     from .logs import configure_logging
+    from .server import DrainingServer
     from .services import Services
 
     try:
@@ -35,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         services.endpoint.backend,
         settings.gemini_model,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(services),
         host=args.host,
         port=args.port,
@@ -44,6 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=64 * 1024,  # Twilio frames are ~400 bytes
         lifespan="off",
     )
+    server = DrainingServer(config, lambda: services.admission.drain(settings.drain_timeout))
+    server.run()
     return 0
 
 

@@ -60,6 +60,8 @@ class Settings:
     gemini_stall_timeout: float
     operator_token: str | None
     log_level: str
+    max_concurrent_calls: int | None = None
+    drain_timeout: float = 300.0
     twiml_dir: str | None = None
 
     @property
@@ -186,6 +188,14 @@ def load_settings(
     reconnect_budget = _seconds(config, "GEMINI_RECONNECT_BUDGET", 5.0, 0.5, 60)
     stall_timeout = _seconds(config, "GEMINI_STALL_TIMEOUT", 6.0, 1.0, 120)
 
+    max_calls_text = _optional(config, "MAX_CONCURRENT_CALLS")
+    max_calls = None
+    if max_calls_text is not None:
+        if not (max_calls_text.isdigit() and int(max_calls_text) >= 1):
+            raise ConfigError("MAX_CONCURRENT_CALLS", "must be a whole number of calls, 1 or more")
+        max_calls = int(max_calls_text)
+    drain_timeout = _seconds(config, "DRAIN_TIMEOUT", 300.0, 0, 24 * 3600)
+
     log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
@@ -209,4 +219,6 @@ def load_settings(
         operator_token=_optional(config, "OPERATOR_TOKEN"),
         log_level=log_level,
         twiml_dir=_optional(config, "TWIML_DIR"),
+        max_concurrent_calls=max_calls,
+        drain_timeout=drain_timeout,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-OUTCOMES = ("completed", "failed", "gemini_unavailable", "rejected")
+OUTCOMES = ("completed", "drained", "failed", "gemini_unavailable", "rejected")
 
 
 class BridgeMetrics:

@@ -19,6 +19,9 @@ class TwimlSettings:
     say_voice: str
     say_before: str
     apology: str
+    busy_reject: str  # "busy" | "rejected" | "" (speak busy_text instead)
+    busy_text: str
+    goodbye_instruction: str
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> TwimlSettings:
@@ -26,10 +29,14 @@ class TwimlSettings:
         path = Path(directory or REPO_TWIML_DIR) / "voice.toml"
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            return cls(
+            busy = data.get("busy", {})
+            settings = cls(
                 say_voice=str(data.get("say_voice", "")),
                 say_before=str(data.get("connect", {}).get("say_before", "")).strip(),
                 apology=str(data["apology"]["text"]).strip(),
+                busy_reject=str(busy.get("reject", "busy")).strip(),
+                busy_text=str(busy.get("text", "")).strip(),
+                goodbye_instruction=str(data["goodbye"]["instruction"]).strip(),
             )
         except OSError:
             raise ConfigError("TWIML_DIR", f"cannot read {path}") from None
@@ -37,6 +44,11 @@ class TwimlSettings:
             raise ConfigError(
                 "TWIML_DIR", f"{path} is invalid ({exc.__class__.__name__})"
             ) from None
+        if settings.busy_reject not in ("busy", "rejected", ""):
+            raise ConfigError("TWIML_DIR", f"{path}: [busy] reject must be busy, rejected or empty")
+        if not settings.busy_reject and not settings.busy_text:
+            raise ConfigError("TWIML_DIR", f"{path}: [busy] needs reject or text")
+        return settings
 
 
 def _say(response: VoiceResponse, text: str, voice: str) -> None:
@@ -44,6 +56,17 @@ def _say(response: VoiceResponse, text: str, voice: str) -> None:
         response.say(text, voice=voice)
     else:
         response.say(text)
+
+
+def busy_twiml(settings: TwimlSettings) -> str:
+    """Turn a call away: a busy signal (not answered, not billed) or a short message."""
+    response = VoiceResponse()
+    if settings.busy_reject:
+        response.reject(reason=settings.busy_reject)
+    else:
+        _say(response, settings.busy_text, settings.say_voice)
+        response.hangup()
+    return str(response)
 
 
 def connect_stream_twiml(

@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from .services import Services
 from .twilio.media_streams import is_valid_sid
-from .twiml import connect_stream_twiml
+from .twiml import busy_twiml, connect_stream_twiml
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,16 @@ async def inbound_call(request: Request) -> Response:
         counter.labels("forbidden").inc()
         log.warning("webhook refused: call %s is for another Twilio account", call_sid)
         return PlainTextResponse("forbidden\n", status_code=403)
+
+    if not services.webhook_replays.first_time(call_sid):
+        counter.labels("replayed").inc()
+        log.warning("webhook refused: call %s was already answered (replay)", call_sid)
+        return PlainTextResponse("this call was already answered\n", status_code=409)
+    if not services.admission.reserve(call_sid):
+        reason = services.admission.not_ready_reason or "full"
+        counter.labels(f"busy_{reason}").inc()
+        log.warning("turning call %s away: %s", call_sid, reason)
+        return Response(busy_twiml(services.twiml), media_type="application/xml")
 
     caller, called = params.get("From", ""), params.get("To", "")
     token = services.stream_tokens.mint(call_sid, caller, called)

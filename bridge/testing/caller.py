@@ -114,6 +114,7 @@ class CallResult:
     close_code: int | None = None
     close_reason: str = ""
     protocol_errors: list[str] = field(default_factory=list)  # what Twilio would reject
+    unplayed_at_close: int | None = None  # bytes still in the playback buffer at close
 
     @property
     def frames_received(self) -> int:
@@ -302,6 +303,7 @@ class SimulatedCaller:
         if self._ws is not None and self.result.close_code is None:
             self.result.close_code = self._ws.close_code
             self.result.close_reason = self._ws.close_reason or ""
+            self.result.unplayed_at_close = len(self._playback)
 
     async def _clock(self) -> None:
         """Every 20 ms: send one frame, play one frame, echo marks that have played."""

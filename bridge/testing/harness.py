@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import uvicorn
@@ -20,6 +20,7 @@ import uvicorn
 from ..app import create_app
 from ..config import Settings, load_settings
 from ..gemini.endpoint import endpoint_from_settings
+from ..server import DrainingServer
 from ..services import Services
 from .caller import SimulatedCaller
 from .emulator import EmulatorOptions, GeminiEmulator
@@ -31,6 +32,7 @@ class Deployment:
     services: Services
     emulator: GeminiEmulator
     public_url: str
+    server: DrainingServer
 
     def caller(self, **kwargs: object) -> SimulatedCaller:
         return SimulatedCaller(self.public_url, self.settings.twilio_auth_token, **kwargs)  # type: ignore[arg-type]
@@ -45,9 +47,15 @@ def _bound_socket() -> socket.socket:
     return sock
 
 
+async def _nothing_to_drain() -> None:
+    return None
+
+
 @contextlib.asynccontextmanager
-async def serve_app(app: object, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
-    """Run uvicorn on an already-bound socket until the block exits."""
+async def serve_app(
+    app: object, sock: socket.socket, drain: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[DrainingServer]:
+    """Run uvicorn (draining as in production) on an already-bound socket."""
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_config=None,
@@ -57,7 +65,7 @@ async def serve_app(app: object, sock: socket.socket) -> AsyncIterator[uvicorn.S
         lifespan="off",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, drain or _nothing_to_drain)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     try:
         async with asyncio.timeout(10):
@@ -82,6 +90,7 @@ async def loopback_deployment(
     emulator_options: EmulatorOptions | None = None,
     env: Mapping[str, str] | None = None,
     vertex_credentials: object = None,
+    twilio_http_client: object = None,
 ) -> AsyncIterator[Deployment]:
     """Start the emulator and the server; ``env`` overrides or adds settings.
 
@@ -111,6 +120,7 @@ async def loopback_deployment(
             )
         settings = load_settings(environ, env_file=None)
         endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
-        services = Services.build(settings, endpoint)
-        async with serve_app(create_app(services), sock):
-            yield Deployment(settings, services, emulator, public_url)
+        services = Services.build(settings, endpoint, twilio_http_client)
+        drain = lambda: services.admission.drain(settings.drain_timeout)  # noqa: E731
+        async with serve_app(create_app(services), sock, drain) as server:
+            yield Deployment(settings, services, emulator, public_url, server)

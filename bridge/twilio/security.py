@@ -38,6 +38,26 @@ class SignatureCheck:
         return bool(self._validator.validate(url, params or {}, signature))
 
 
+class WebhookReplays:
+    """CallSids already answered: a replayed webhook (same call, valid signature) is refused.
+
+    Twilio requests the voice URL once per call, so a second request for a
+    CallSid is a replay, which would otherwise mint a fresh stream token.
+    """
+
+    def __init__(self, remember: int = 100_000) -> None:
+        self._seen: dict[str, None] = {}
+        self._remember = remember
+
+    def first_time(self, call_sid: str) -> bool:
+        if call_sid in self._seen:
+            return False
+        self._seen[call_sid] = None
+        if len(self._seen) > self._remember:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
 class StreamTokens:
     """HMAC tokens binding a stream to the call the signed webhook announced.
 

@@ -1,0 +1,68 @@
+"""uvicorn, taught to drain: on SIGTERM the calls end first, then the sockets close.
+
+uvicorn closes every WebSocket with 1012 the moment its own shutdown starts,
+which would cut every caller off mid-sentence. So the first SIGTERM (or
+SIGINT) only starts draining (``/ready`` turns 503, new calls get the busy
+answer, running calls get up to DRAIN_TIMEOUT, then a spoken goodbye); uvicorn's
+shutdown begins once that is done. A second signal shuts down at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from types import FrameType
+
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+AFTER_DRAIN_GRACE_S = 1.0  # let Twilio's last requests (status, fallback) reach us
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self._signal: int | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await super().serve(sockets)
+        finally:
+            if self._drain_task is not None and not self._drain_task.done():
+                self._drain_task.cancel()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or self._loop is None or self.should_exit:
+            log.warning("second shutdown signal: closing now")
+            super().handle_exit(sig, frame)
+            return
+        self._signal = sig
+        self._loop.call_soon_threadsafe(self.start_drain)
+
+    def start_drain(self) -> None:
+        """Begin draining (also for tests and pre-stop hooks); idempotent."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self._drain()
+            await asyncio.sleep(AFTER_DRAIN_GRACE_S)
+        except Exception:
+            log.exception("draining failed; shutting down anyway")
+        finally:
+            if self._signal is not None:
+                super().handle_exit(self._signal, None)
+            else:
+                self.should_exit = True
+
+    @property
+    def drained(self) -> asyncio.Task[None] | None:
+        return self._drain_task
