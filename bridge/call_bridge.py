@@ -27,6 +27,7 @@ from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
 from .gemini.protocol import ServerContent, client_content_message
 from .gemini.session import GeminiSetupError
 from .playback import PlaybackTracker
+from .rate_limit import TokenBucket
 from .services import Services
 from .transcript import Transcript
 from .turn_state import TurnState
@@ -59,6 +60,12 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+CLOSE_TOO_BIG = 1009
+
+# Twilio sends 50 media frames a second plus mark echoes and the odd DTMF; a stream
+# sending far more is broken or hostile and would starve the other calls' CPU.
+FLOOD_RATE = 150.0
+FLOOD_BURST = 300.0
 
 
 class CallEnd(Enum):
@@ -82,6 +89,7 @@ class CallBridge:
         self._caller_audio = CallerAudioStream()
         self._model_audio = ModelAudioStream()
         self._playback = PlaybackTracker()
+        self._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST)
         self._stream_sid = ""
         self._call_sid = ""
         self._record: CallRecord | None = None
@@ -160,7 +168,11 @@ class CallBridge:
                         continue
                     if isinstance(event, Start):
                         break
-                    raise StreamRejected(f"'{type(event).__name__.lower()}' event before 'start'")
+                    raise StreamRejected(
+                        f"'{type(event).__name__.lower()}' event before 'start'",
+                        CLOSE_INVALID_DATA,
+                        "protocol",
+                    )
         except TimeoutError:
             raise StreamRejected(f"no 'start' event within {START_TIMEOUT_S:g} s") from None
         except ProtocolError as exc:
@@ -307,14 +319,23 @@ class CallBridge:
             elif isinstance(event, Dtmf):
                 self._log.info("caller pressed a key")
             elif isinstance(event, UnknownEvent):
-                self._log.info("ignored unknown Twilio event %r", event.name)
+                raise StreamRejected(
+                    f"unknown event {event.name!r}", CLOSE_INVALID_DATA, "unknown_event"
+                )
             elif isinstance(event, Start):
                 raise StreamRejected("second 'start' on one stream", CLOSE_POLICY, "protocol")
 
     async def _receive_frame(self) -> str | bytes:
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
+            code = message.get("code", 1000)
+            if code == CLOSE_TOO_BIG:  # uvicorn's own cap (ws_max_size) closed it
+                raise StreamRejected("frame over the size cap", CLOSE_TOO_BIG, "protocol")
+            raise WebSocketDisconnect(code)
+        if not self._rate.take():
+            raise StreamRejected(
+                f"message flood (over {FLOOD_RATE:g}/s sustained)", CLOSE_POLICY, "flood"
+            )
         text = message.get("text")
         return text if text is not None else message.get("bytes") or b""
 

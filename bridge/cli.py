@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_config=None,
         ws="websockets-sansio",
-        ws_max_size=64 * 1024,  # Twilio frames are ~400 bytes
+        ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
         lifespan="off",
     )
     server = DrainingServer(config, lambda: services.admission.drain(settings.drain_timeout))
@@ -68,12 +68,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from .logs import configure_logging
-    from .testing.emulator import EmulatorOptions, GeminiEmulator
+    from .testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
 
     configure_logging("INFO")
+    faults = FaultPlan(
+        go_away_at=args.go_away_after,
+        go_away_time_left=args.go_away_time_left,
+        close_at=args.close_after,
+        stall_at=args.stall_after,
+        refuse_setup=args.refuse_setup,
+        setup_delay=args.setup_delay,
+    )
 
     async def run() -> None:
-        options = EmulatorOptions(api_key=args.api_key or None, reply_seconds=args.reply_seconds)
+        options = EmulatorOptions(
+            api_key=args.api_key or None, reply_seconds=args.reply_seconds, faults=faults
+        )
         emulator = await GeminiEmulator(options).start(args.host, args.port)
         print(f"Gemini Live emulator on {emulator.url}", flush=True)
         print(f"  Vertex path: {emulator.vertex_url}", flush=True)
@@ -113,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=9500)
     emulator.add_argument("--api-key", default="emulator-key", help="key to expect ('' = any)")
     emulator.add_argument("--reply-seconds", type=float, default=None)
+    faults = emulator.add_argument_group("faults, applied to every session (seconds after setup)")
+    faults.add_argument("--go-away-after", type=float, help="send goAway, then close 1011")
+    faults.add_argument("--go-away-time-left", type=float, default=10.0)
+    faults.add_argument("--close-after", type=float, help="close 1011 (internal error)")
+    faults.add_argument("--stall-after", type=float, help="stop answering, silently")
+    faults.add_argument("--refuse-setup", action="store_true", help="close 1011 instead of setup")
+    faults.add_argument("--setup-delay", type=float, default=0.0, help="slow setupComplete")
     emulator.set_defaults(run=_emulator)
     return parser
 

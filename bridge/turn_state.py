@@ -21,7 +21,7 @@ with warnings.catch_warnings():
 VOICED_RMS = 400  # int16 RMS of 20 ms of caller audio; phone speech is well above, line noise below
 END_OF_TURN_S = 0.7  # quiet after speech that ends the caller's turn
 PRE_ROLL_FRAMES = 15  # 300 ms kept before speech starts, so a replay has the onset
-MAX_TURN_FRAMES = 30 * 50  # a replayed turn keeps its last 30 s
+MAX_TURN_FRAMES = 20 * 50  # a replayed turn keeps its last 20 s (640 kB)
 
 
 class TurnState:

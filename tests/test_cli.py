@@ -153,3 +153,47 @@ def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_emulator_takes_faults_from_its_flags() -> None:
+    import asyncio
+
+    from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
+    from bridge.gemini.protocol import SessionConfig
+    from bridge.gemini.session import GeminiSession, GeminiSetupError
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "emulator",
+            "--port",
+            str(port),
+            "--api-key",
+            "",
+            "--refuse-setup",
+        ],
+        env=CLEAN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" on ", 1)[1].strip()
+
+        async def handshake() -> GeminiSetupError:
+            endpoint = GeminiEndpoint(url, "models/gemini-3.8-live", ApiKeyAuth("any"), "ai_studio")
+            with pytest.raises(GeminiSetupError) as info:
+                await GeminiSession(
+                    endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x")
+                ).open()
+            return info.value
+
+        error = asyncio.run(handshake())
+        assert error.close_code == 1011 and "unavailable" in error.reason
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

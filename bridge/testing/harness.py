@@ -61,7 +61,7 @@ async def serve_app(
         log_config=None,
         log_level="warning",
         ws="websockets-sansio",
-        ws_max_size=64 * 1024,
+        ws_max_size=128 * 1024,
         lifespan="off",
         access_log=False,
     )
