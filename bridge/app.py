@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
+import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -69,10 +71,26 @@ def operator_denial(request: Request) -> Response | None:
     )
 
 
+def _rss_bytes() -> int | None:
+    """Resident memory of this process (Linux), for operators and the soak test."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def call_stats(request: Request) -> Response:
     if (denied := operator_denial(request)) is not None:
         return denied
-    return JSONResponse(_services(request).registry.snapshot())
+    services = _services(request)
+    snapshot = services.registry.snapshot()
+    snapshot["process"] = {
+        "asyncio_tasks": len(asyncio.all_tasks()),
+        "rss_bytes": _rss_bytes(),
+        "draining": services.admission.draining,
+    }
+    return JSONResponse(snapshot)
 
 
 async def metrics(request: Request) -> Response:

@@ -145,12 +145,14 @@ class CallBridge:
             self._metrics.calls.labels(outcome).inc()
             self._services.registry.end(record, completed=outcome in ("completed", "drained"))
             self._log.info(
-                "call ended: %s after %.1f s, frames in %d out %d, interruptions %d",
+                "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
+                "Gemini reconnects %d",
                 outcome,
                 time.monotonic() - record.started_mono,
                 record.frames_in,
                 record.frames_out,
                 record.interruptions,
+                record.reconnects,
             )
 
     async def _authenticated_start(self) -> Start:
@@ -305,7 +307,7 @@ class CallBridge:
                 if event.track != "inbound":
                     continue
                 pcm = to_pcm(event.payload)
-                turns.on_caller_frame(pcm)
+                turns.on_caller_frame(event.payload, pcm)
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await link.send_audio(pcm)
                 record.frames_in += 1

@@ -14,6 +14,8 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 
+from .audio import CallerAudioStream
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
@@ -21,7 +23,7 @@ with warnings.catch_warnings():
 VOICED_RMS = 400  # int16 RMS of 20 ms of caller audio; phone speech is well above, line noise below
 END_OF_TURN_S = 0.7  # quiet after speech that ends the caller's turn
 PRE_ROLL_FRAMES = 15  # 300 ms kept before speech starts, so a replay has the onset
-MAX_TURN_FRAMES = 20 * 50  # a replayed turn keeps its last 20 s (640 kB)
+MAX_TURN_FRAMES = 30 * 50  # a replayed turn keeps its last 30 s (240 kB of μ-law)
 
 
 class TurnState:
@@ -35,7 +37,12 @@ class TurnState:
         self._pre_roll: deque[bytes] = deque(maxlen=PRE_ROLL_FRAMES)
         self._turn_audio: deque[bytes] = deque(maxlen=MAX_TURN_FRAMES)
 
-    def on_caller_frame(self, pcm16k: bytes) -> None:
+    def on_caller_frame(self, ulaw: bytes, pcm16k: bytes) -> None:
+        """One caller frame, as Twilio sent it and as Gemini gets it.
+
+        The turn is kept as μ-law (a quarter of the 16 kHz PCM's size) and only
+        converted again if it has to be replayed.
+        """
         now = self._clock()
         voiced = audioop.rms(pcm16k, 2) > VOICED_RMS
         if voiced:
@@ -46,9 +53,9 @@ class TurnState:
                     self._turn_audio.clear()
                     self._turn_audio.extend(self._pre_roll)
         if self.caller_speaking or self.caller_turn_pending:
-            self._turn_audio.append(pcm16k)
+            self._turn_audio.append(ulaw)
         else:
-            self._pre_roll.append(pcm16k)
+            self._pre_roll.append(ulaw)
         if self.caller_speaking and not voiced and now - self._last_voiced >= END_OF_TURN_S:
             self.caller_speaking = False
             self.caller_turn_pending = True
@@ -78,7 +85,10 @@ class TurnState:
 
     def unanswered_audio(self) -> list[bytes]:
         """16 kHz audio of the caller's turn in flight (empty when there is none)."""
-        return list(self._turn_audio) if self.in_turn else []
+        if not self.in_turn:
+            return []
+        converter = CallerAudioStream()
+        return [converter.to_gemini_pcm(frame) for frame in self._turn_audio]
 
     def restart_wait(self) -> None:
         """The unanswered turn was just sent again: the wait for its answer starts now."""

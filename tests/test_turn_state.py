@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bridge.audio import pcm16_to_ulaw
 from bridge.turn_state import TurnState
 
 VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
@@ -22,7 +23,8 @@ class Clock:
 def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
     for _ in range(n):
         clock.now += 0.02
-        state.on_caller_frame(frame)
+        half_rate = np.frombuffer(frame, dtype="<i2")[::2].tobytes()  # a rough 8 kHz copy
+        state.on_caller_frame(pcm16_to_ulaw(half_rate), frame)
 
 
 def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
@@ -36,7 +38,8 @@ def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
     assert state.caller_turn_pending and state.waiting_since() == pytest.approx(clock.now - 0.8)
     audio = state.unanswered_audio()
     # 300 ms pre-roll + the speech + the quiet after it
-    assert len(audio) == 15 + 50 + 40 and audio[15] == VOICE
+    assert len(audio) == 15 + 50 + 40 and all(len(a) == 640 for a in audio)
+    assert max(audio[20]) > 0 and audio[0] == bytes(640)  # speech after the silent pre-roll
     state.on_model_audio()
     assert state.waiting_since() is None and state.unanswered_audio() == []
     assert not state.is_quiet  # the model is speaking

@@ -228,11 +228,17 @@ class GeminiLink:
             if not already_closed:
                 await self._session.close()  # Gemini rejects a resume while the old one is open
             session, resumed = await self._reconnect()
-            for chunk in replay:
-                await session.send_audio(chunk)
-            while self._held:
-                chunk = self._held.popleft()
-                await session.send_audio(chunk)
+            try:
+                for chunk in replay:
+                    await session.send_audio(chunk)
+                while self._held:
+                    chunk = self._held.popleft()
+                    await session.send_audio(chunk)
+            except ConnectionClosed:
+                pass  # the new connection died at once: the reader notices and recovers again
+            except BaseException:
+                await asyncio.shield(session.close())  # never leak the new socket
+                raise
             self._held_bytes = 0
             self._turns.restart_wait()
             self._session = session

@@ -100,6 +100,12 @@ class GeminiSession:
                     if message.setup_complete is not None:
                         break
                     log.warning("ignored a message before setupComplete")
+        except asyncio.CancelledError:
+            # The call ended while this session was opening: drop the socket at once.
+            self.state = "failed"
+            if self._ws is not None:
+                self._ws.transport.abort()
+            raise
         except GeminiSetupError:
             await self._fail()
             raise

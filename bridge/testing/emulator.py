@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -122,6 +123,7 @@ class EmulatedSession:
     caller_turns: int = 0
     answers_started: int = 0
     answers_completed: int = 0
+    answers: list[tuple[float, float, bool]] = field(default_factory=list)  # start, s, completed
     interruptions: int = 0
     close_code: int | None = None
     close_reason: str = ""
@@ -272,8 +274,11 @@ class _Conversation:
         await self._ws.send(resumption_update_message(None, resumable=False))
         chunk_bytes = OUTPUT_RATE * options.chunk_ms // 1000 * 2
         interval = options.chunk_ms / 1000 / options.burst_factor
-        self._playing_until = time.monotonic() + len(self._reply) / 2 / OUTPUT_RATE
+        seconds = len(self._reply) / 2 / OUTPUT_RATE
+        self._playing_until = time.monotonic() + seconds
         next_send = time.monotonic()
+        answer = len(self._session.answers)
+        self._session.answers.append((next_send, seconds, False))
         for i in range(0, len(self._reply), chunk_bytes):
             if self.stalled:
                 return  # no generationComplete, no turnComplete: the known Gemini stall
@@ -287,6 +292,8 @@ class _Conversation:
         usage = UsageMetadata(prompt_tokens=100, response_tokens=25, total_tokens=125)
         await self._ws.send(server_content_message(turn_complete=True, usage=usage))
         self._session.answers_completed += 1
+        start, seconds, _ = self._session.answers[answer]
+        self._session.answers[answer] = (start, seconds, True)
         await self._ws.send(resumption_update_message(self._issue_handle(), resumable=True))
 
 
@@ -299,6 +306,8 @@ class GeminiEmulator:
         self._server: Server | None = None
         self._open: set[ServerConnection] = set()
         self._handles: dict[str, ServerConnection] = {}  # resumption handle → issuing socket
+        self._conversations: dict[ServerConnection, _Conversation] = {}
+        self._fault_tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.host = "127.0.0.1"
 
@@ -326,6 +335,8 @@ class GeminiEmulator:
         return self
 
     async def stop(self) -> None:
+        for task in list(self._fault_tasks):
+            task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -399,6 +410,7 @@ class GeminiEmulator:
                 return
             await ws.send(setup_complete_message(secrets.token_hex(8)))
             conversation = _Conversation(ws, session, self.options, lambda: self._issue(ws))
+            self._conversations[ws] = conversation
             fault_task = asyncio.create_task(self._inject(ws, conversation, faults))
             await conversation.run()
         except ConnectionClosed:
@@ -409,6 +421,7 @@ class GeminiEmulator:
                 with contextlib.suppress(asyncio.CancelledError):
                     await fault_task
             self._open.discard(ws)
+            self._conversations.pop(ws, None)
             session.close_code = ws.close_code
             session.close_reason = ws.close_reason or ""
 
@@ -460,6 +473,28 @@ class GeminiEmulator:
                 return
             elif what == "stall":
                 conversation.stalled = True
+
+    async def inject_fault(self, kind: str, rng: random.Random) -> bool:
+        """A fault on one open session picked at random: "go_away" (10 s left, then 1011),
+        "close" (1011 now) or "stall" (silent from now on). False when none is open."""
+        open_ones = [ws for ws in self._open if ws in self._conversations]
+        if not open_ones:
+            return False
+        ws = rng.choice(open_ones)
+        if kind == "go_away":
+            await ws.send(go_away_message(10.0))
+            task = asyncio.create_task(self._deadline(ws, 10.0))
+            self._fault_tasks.add(task)
+            task.add_done_callback(self._fault_tasks.discard)
+        elif kind == "close":
+            await _close(ws, 1011, "Internal error encountered.")
+        elif kind == "stall":
+            self._conversations[ws].stalled = True
+        return True
+
+    async def _deadline(self, ws: ServerConnection, after: float) -> None:
+        await asyncio.sleep(after)
+        await _close(ws, 1011, "Deadline expired before operation could complete.")
 
     def expire_handles(self) -> None:
         """Forget every resumption handle issued so far (as after Google's 2 h validity)."""
