@@ -15,20 +15,29 @@ Whichever pump ends first ends the call; the other is cancelled and awaited.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from twilio.twiml.voice_response import VoiceResponse
 
 from .audio import CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
 from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
-from .gemini.protocol import ServerContent, client_content_message
+from .gemini.protocol import (
+    FunctionResponse,
+    ServerContent,
+    client_content_message,
+    text_input_message,
+    tool_response_message,
+)
 from .gemini.session import GeminiSetupError
 from .playback import PlaybackTracker
 from .rate_limit import TokenBucket
 from .services import Services
+from .tools import ToolRunner
 from .transcript import Transcript
 from .turn_state import TurnState
 from .twilio.media_streams import (
@@ -62,6 +71,9 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_TOO_BIG = 1009
 
+AFTER_SPEECH_MAX_S = 20.0  # end_call / transfer act at the latest this long after the tool call
+QUIET_MODEL_S = 3.0  # no new model turn this long after asking: go by what was queued
+
 # Twilio sends 50 media frames a second plus mark echoes and the odd DTMF; a stream
 # sending far more is broken or hostile and would starve the other calls' CPU.
 FLOOD_RATE = 150.0
@@ -92,10 +104,13 @@ class CallBridge:
         self._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST)
         self._stream_sid = ""
         self._call_sid = ""
+        self._called = ""
+        self._tools = ToolRunner((), self._answer_tool, 1.0)
+        self._greeting_expected = False
+        self._after_speech: asyncio.Task[None] | None = None
+        self._model_turns_completed = 0
         self._record: CallRecord | None = None
         self._ended_by_bridge = False  # the bridge hung up (drain), not the caller
-        self._goodbye_turn: asyncio.Event | None = None  # set once the goodbye has played
-        self._goodbye_spoken = False
         self._link: GeminiLink | None = None
         self._turns = TurnState()
         self.transcript = Transcript()
@@ -122,6 +137,7 @@ class CallBridge:
         params = start.custom_parameters
         self._stream_sid = start.stream_sid
         self._call_sid = start.call_sid
+        self._called = params.get("to", "")
         self._log = _CallLog(log, {"call": f"{start.call_sid}/{start.stream_sid}"})
         admission = self._services.admission
         if not admission.admit(self, start.call_sid):
@@ -154,6 +170,15 @@ class CallBridge:
                 record.interruptions,
                 record.reconnects,
             )
+            if self._services.settings.log_transcripts and self.transcript.turns:
+                # One structured record per call, never a line per fragment.
+                record_json = {
+                    "call_sid": record.call_sid,
+                    "stream_sid": record.stream_sid,
+                    "outcome": outcome,
+                    "turns": self.transcript.tail(len(self.transcript.turns)),
+                }
+                self._log.info("transcript %s", json.dumps(record_json, ensure_ascii=False))
 
     async def _authenticated_start(self) -> Start:
         """Wait for ``start`` and check the stream's token before anything reaches Gemini."""
@@ -197,10 +222,14 @@ class CallBridge:
     async def _bridge(self) -> str:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
         assert self._record is not None
-        record, settings = self._record, self._services.settings
+        record, services, settings = self._record, self._services, self._services.settings
+        persona = services.personas.for_number(self._called)
+        self._tools = ToolRunner(
+            services.tools_for(persona, self), self._answer_tool, settings.tool_timeout
+        )
         link = GeminiLink(
-            self._services.endpoint,
-            self._services.session_config(),
+            services.endpoint,
+            services.session_config(persona, self._tools.declarations()),
             setup_timeout=settings.gemini_setup_timeout,
             turns=self._turns,
             transcript=self.transcript,
@@ -213,9 +242,19 @@ class CallBridge:
             ),
         )
         self._link = link
+        self._greeting_expected = bool(persona.greeting)
         record.state_probe = lambda: link.state
+        record.transcript_probe = lambda: self.transcript.tail(6)
+        warm = None
         try:
-            await link.open()
+            if settings.prewarm:
+                warm = await services.prewarm.claim(self._call_sid)
+            if warm is not None:
+                link.adopt(warm)  # its greeting was asked for at the webhook
+            else:
+                await link.open()
+                if persona.greeting:
+                    await link.send(client_content_message(persona.greeting))
         except GeminiSetupError as exc:
             self._metrics.gemini_setup_failures.labels(exc.kind).inc()
             self._log.error("Gemini session did not open: %s", exc.reason)
@@ -224,6 +263,7 @@ class CallBridge:
             # Closing the stream lets Twilio speak the apology that follows <Connect>.
             await self._close(CLOSE_INTERNAL, "assistant unavailable")
             return "gemini_unavailable"
+        self._log.info("Gemini session %s", "pre-warmed" if warm is not None else "opened")
         assert link.setup_seconds is not None
         record.gemini_setup_ms = link.setup_seconds * 1000
         self._metrics.gemini_setup_seconds.observe(link.setup_seconds)
@@ -240,6 +280,10 @@ class CallBridge:
                 task.cancel()
             results = await asyncio.gather(*pumps, return_exceptions=True)
             final_state = "closed" if link.state != "failed" else "failed"
+            await self._tools.close()
+            if self._after_speech is not None:
+                self._after_speech.cancel()
+                await asyncio.gather(self._after_speech, return_exceptions=True)
             await link.close()
             record.state_probe = lambda: final_state
 
@@ -314,12 +358,11 @@ class CallBridge:
                 frames_in.inc()
             elif isinstance(event, Mark):
                 self._playback.on_mark(event.name)
-                if self._goodbye_spoken:
-                    self._check_goodbye_played()
             elif isinstance(event, Stop):
                 return CallEnd.CALLER_HUNG_UP
             elif isinstance(event, Dtmf):
                 self._log.info("caller pressed a key")
+                await link.send(self._keypad_message(event.digit))
             elif isinstance(event, UnknownEvent):
                 raise StreamRejected(
                     f"unknown event {event.name!r}", CLOSE_INVALID_DATA, "unknown_event"
@@ -348,9 +391,11 @@ class CallBridge:
         async for message in self._link.messages():
             if message.server_content is not None:
                 await self._on_server_content(message.server_content)
+            if message.cancelled_tool_call_ids:
+                self._tools.cancel(message.cancelled_tool_call_ids)
             if message.tool_calls:
-                names = [c.name for c in message.tool_calls]
-                self._log.warning("Gemini asked for tools %s; none are declared", names)
+                self._log.info("Gemini calls %s", [c.name for c in message.tool_calls])
+                self._tools.start(message.tool_calls)
             if message.unknown_fields:
                 self._log.debug("Gemini sent unknown fields %s", message.unknown_fields)
         return CallEnd.GEMINI_LOST
@@ -376,13 +421,11 @@ class CallBridge:
             if not self._dropping_turn:
                 await self._send_frames(self._model_audio.flush())
         if content.turn_complete:
+            self._model_turns_completed += 1
             self._model_turn_open = False
             self._dropping_turn = False
             self._turns.on_model_turn_end()
             self.transcript.end_turn()
-            if self._goodbye_turn is not None:
-                self._goodbye_spoken = True
-                self._check_goodbye_played()
 
     async def _send_frames(self, frames: list[bytes]) -> None:
         if not frames:
@@ -396,6 +439,8 @@ class CallBridge:
         record = self._record
         if record.first_audio_ms is None:
             record.first_audio_ms = (time.monotonic() - record.started_mono) * 1000
+            if self._greeting_expected:
+                self._metrics.greeting_seconds.observe(record.first_audio_ms / 1000)
         record.frames_out += len(frames)
         self._metrics.frames_out.inc(len(frames))
 
@@ -417,34 +462,86 @@ class CallBridge:
     async def end_with_goodbye(self, timeout_s: float) -> None:
         """The server is going away: the assistant says goodbye, then the call is hung up.
 
-        The goodbye counts as said once the model's turn is complete and Twilio
-        has echoed the marks after its audio (played, not just sent). Then the
-        call is hung up through Twilio's REST API when credentials allow it;
-        otherwise the stream is closed and Twilio speaks the TwiML that follows.
+        Hung up through Twilio's REST API when credentials allow it; otherwise
+        the stream is closed and Twilio speaks the TwiML that follows.
         """
         if self._link is None or self._record is None:
             return
-        self._goodbye_turn = asyncio.Event()
         self._log.info("ending the call: asking the assistant to say goodbye")
+        since = self._model_turns_completed
         await self._link.send(client_content_message(self._services.twiml.goodbye_instruction))
+        await self._wait_until_spoken(since, timeout_s)
+        self._ended_by_bridge = True
+        if not await self._rest("hang up", self._call_sid, None):
+            await self._close(CLOSE_NORMAL, "goodbye")
+
+    # The built-in tools' CallControl: act once the assistant's last words have played.
+
+    def end_after_speech(self) -> None:
+        self._act_after_speech("hang up", None)
+
+    def transfer_after_speech(self, number: str) -> None:
+        self._act_after_speech("transfer", number)
+
+    def _act_after_speech(self, action: str, number: str | None) -> None:
+        if self._after_speech is not None:
+            return  # the first decision stands
+        since = self._model_turns_completed
+        self._after_speech = asyncio.create_task(
+            self._after_speaking(action, number, since), name=f"after_speech:{action}"
+        )
+
+    async def _after_speaking(self, action: str, number: str | None, since: int) -> None:
+        await self._wait_until_spoken(since, AFTER_SPEECH_MAX_S)
+        if not await self._rest(action, self._call_sid, number) and action == "hang up":
+            await self._close(CLOSE_NORMAL, "assistant ended the call")
+        # A transfer ends the stream from Twilio's side ('stop'): never close it here,
+        # or the call could end before the <Dial> runs.
+
+    async def _wait_until_spoken(self, since_turns: int, timeout_s: float) -> None:
+        """Until the model's turn after ``since_turns`` has completed and Twilio has played
+        it (mark echoes). If the model says nothing more for a while, what was already
+        queued must still play out."""
+        asked = time.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
-                await self._goodbye_turn.wait()
+                while True:
+                    spoke = self._model_turns_completed > since_turns
+                    silent = not self._model_turn_open and time.monotonic() - asked > QUIET_MODEL_S
+                    if (spoke or silent) and not self._playback.is_playing:
+                        return
+                    await asyncio.sleep(0.05)
         except TimeoutError:
-            self._log.warning("no goodbye played within %.0f s; hanging up", timeout_s)
-        self._ended_by_bridge = True
-        rest = self._services.twilio_calls
-        if rest is not None:
-            try:
-                await rest.hang_up(self._call_sid)
-                return  # Twilio ends the stream with 'stop'
-            except TwilioCallError as exc:
-                self._log.warning("REST hang-up failed (%s); closing the stream", exc.reason)
-        await self._close(CLOSE_NORMAL, "goodbye")
+            self._log.warning("last words not played within %.0f s; acting anyway", timeout_s)
 
-    def _check_goodbye_played(self) -> None:
-        if self._goodbye_turn is not None and not self._playback.is_playing:
-            self._goodbye_turn.set()
+    async def _rest(self, action: str, call_sid: str, number: str | None) -> bool:
+        rest = self._services.twilio_calls
+        if rest is None:
+            return False
+        try:
+            if action == "transfer" and number is not None:
+                response = VoiceResponse()
+                response.dial(number)
+                await rest.replace_twiml(call_sid, str(response))
+            else:
+                await rest.hang_up(call_sid)
+            self._log.info("Twilio: %s%s", action, f" to {number}" if number else "")
+            return True
+        except TwilioCallError as exc:
+            self._log.error("Twilio REST %s failed: %s", action, exc.reason)
+            return False
+
+    async def _answer_tool(self, response: FunctionResponse) -> None:
+        result = "error" if "error" in response.response else "ok"
+        self._metrics.tool_calls.labels(response.name, result).inc()
+        if self._link is not None:
+            await self._link.send(tool_response_message([response]))
+
+    def _keypad_message(self, digit: str) -> str:
+        text = f"(The caller pressed {digit} on the phone keypad.)"
+        if self._services.endpoint.backend == "vertex":  # realtimeInput.text is AI Studio only
+            return client_content_message(text)
+        return text_input_message(text)
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class CallRecord:
     interruptions: int = 0
     reconnects: int = 0
     state_probe: Callable[[], str] = lambda: "connecting"  # the Gemini link's state, live
+    transcript_probe: Callable[[], list[dict[str, str]]] = lambda: []  # the last turns
     gemini_setup_ms: float | None = None
     first_audio_ms: float | None = None
 
@@ -47,6 +48,7 @@ class CallRecord:
             "gemini_reconnects": self.reconnects,
             "gemini_setup_ms": _round(self.gemini_setup_ms),
             "first_audio_ms": _round(self.first_audio_ms),
+            "transcript_tail": self.transcript_probe(),
         }
 
 

@@ -10,12 +10,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.config import Config
 
 DEFAULT_MODEL = "gemini-3.8-live"
 DEFAULT_VOICE = "Kore"
+DEFAULT_GREETING = (
+    "A caller has just been connected. Greet them warmly in one short sentence and ask how "
+    "you can help."
+)
+BUILTIN_TOOLS = frozenset({"end_call", "transfer_call"})
+SENSITIVITIES = ("HIGH", "LOW")
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly, concise voice assistant answering a phone call. "
     "Speak naturally, in short sentences, and let the caller interrupt you."
@@ -63,6 +70,16 @@ class Settings:
     max_concurrent_calls: int | None = None
     drain_timeout: float = 300.0
     twiml_dir: str | None = None
+    greeting: str = ""
+    prewarm: bool = True
+    prewarm_ttl: float = 8.0
+    builtin_tools: frozenset[str] = frozenset({"end_call", "transfer_call"})
+    transfer_numbers: tuple[str, ...] = ()
+    tools_file: str | None = None
+    tool_timeout: float = 8.0
+    personas_file: str | None = None
+    log_transcripts: bool = True
+    vad: dict[str, Any] | None = None  # realtimeInputConfig.automaticActivityDetection
 
     @property
     def uses_vertex(self) -> bool:
@@ -113,6 +130,48 @@ def _seconds(config: Config, name: str, default: float, low: float, high: float)
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low:g} and {high:g} seconds")
     return value
+
+
+def _existing_file(config: Config, name: str) -> str | None:
+    path = _optional(config, name)
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(name, f"file not found: {path}")
+    return path
+
+
+def _flag(config: Config, name: str, default: bool) -> bool:
+    text = _optional(config, name)
+    if text is None:
+        return default
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, "must be true or false")
+
+
+def _phone_number(name: str, number: str) -> str:
+    digits = number.replace(" ", "").replace("-", "")
+    if not (digits.startswith("+") and digits[1:].isdigit() and 8 <= len(digits) <= 16):
+        raise ConfigError(name, f"{number!r} is not an E.164 number such as +14155550100")
+    return digits
+
+
+def _vad(config: Config) -> dict[str, Any]:
+    """Gemini's automatic activity detection, tuned for 8 kHz phone audio by default."""
+    start = (_optional(config, "VAD_START_SENSITIVITY") or "LOW").upper()
+    end = (_optional(config, "VAD_END_SENSITIVITY") or "LOW").upper()
+    for name, value in (("VAD_START_SENSITIVITY", start), ("VAD_END_SENSITIVITY", end)):
+        if value not in SENSITIVITIES:
+            raise ConfigError(name, "must be HIGH or LOW")
+    prefix = _seconds(config, "VAD_PREFIX_PADDING_MS", 40, 0, 2000)
+    silence = _seconds(config, "VAD_SILENCE_DURATION_MS", 600, 100, 10000)
+    return {
+        "startOfSpeechSensitivity": f"START_SENSITIVITY_{start}",
+        "endOfSpeechSensitivity": f"END_SENSITIVITY_{end}",
+        "prefixPaddingMs": int(prefix),
+        "silenceDurationMs": int(silence),
+    }
 
 
 def load_settings(
@@ -196,6 +255,19 @@ def load_settings(
         max_calls = int(max_calls_text)
     drain_timeout = _seconds(config, "DRAIN_TIMEOUT", 300.0, 0, 24 * 3600)
 
+    builtin_text = config("BUILTIN_TOOLS", default="end_call,transfer_call")
+    builtin = frozenset(t.strip() for t in builtin_text.split(",") if t.strip())
+    if not builtin <= BUILTIN_TOOLS:
+        unknown = ", ".join(sorted(builtin - BUILTIN_TOOLS))
+        raise ConfigError(
+            "BUILTIN_TOOLS", f"unknown tool {unknown} (known: end_call, transfer_call)"
+        )
+    transfer = tuple(
+        _phone_number("TRANSFER_NUMBERS", n)
+        for n in (_optional(config, "TRANSFER_NUMBERS") or "").split(",")
+        if n.strip()
+    )
+
     log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
@@ -221,4 +293,18 @@ def load_settings(
         twiml_dir=_optional(config, "TWIML_DIR"),
         max_concurrent_calls=max_calls,
         drain_timeout=drain_timeout,
+        greeting=(
+            DEFAULT_GREETING
+            if config("GREETING", default=None) is None
+            else config("GREETING").strip()
+        ),
+        prewarm=_flag(config, "GEMINI_PREWARM", True),
+        prewarm_ttl=_seconds(config, "GEMINI_PREWARM_TTL", 8.0, 1, 60),
+        builtin_tools=builtin,
+        transfer_numbers=transfer,
+        tools_file=_existing_file(config, "TOOLS_FILE"),
+        tool_timeout=_seconds(config, "TOOL_TIMEOUT", 8.0, 0.5, 120),
+        personas_file=_existing_file(config, "PERSONAS_FILE"),
+        log_transcripts=_flag(config, "LOG_TRANSCRIPTS", True),
+        vad=_vad(config),
     )

@@ -62,6 +62,24 @@ class BridgeMetrics:
         self.nudges = Counter(
             "bridge_gemini_nudges", "Stalled answers nudged with a text input", registry=r
         )
+        self.prewarm = Counter(
+            "bridge_gemini_prewarm",
+            "Sessions opened at the webhook: used by their stream, expired, or failed",
+            ["result"],
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "bridge_tool_calls",
+            "Tool calls from the model, by tool and result",
+            ["tool", "result"],
+            registry=r,
+        )
+        self.greeting_seconds = Histogram(
+            "bridge_greeting_seconds",
+            "From the stream's start to the first greeting audio sent to the caller",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
+            registry=r,
+        )
         for outcome in OUTCOMES:
             self.calls.labels(outcome)
 

@@ -11,6 +11,11 @@ from .config import Settings
 from .gemini.endpoint import GeminiEndpoint
 from .gemini.protocol import SessionConfig
 from .metrics import BridgeMetrics
+from .personas import Persona, Personas
+from .prewarm import Prewarm
+from .tools.base import Tool
+from .tools.call_control import CallControl, EndCallTool, TransferCallTool
+from .tools.http_tool import HttpTool, load_http_tools
 from .twilio.rest import TwilioCalls
 from .twilio.security import SignatureCheck, StreamTokens, WebhookReplays
 from .twiml import TwimlSettings
@@ -25,6 +30,9 @@ class Services:
     stream_tokens: StreamTokens
     admission: Admission
     twilio_calls: TwilioCalls | None  # REST changes to live calls; needs TWILIO_ACCOUNT_SID
+    personas: Personas
+    http_tools: list[HttpTool]
+    prewarm: Prewarm
     webhook_replays: WebhookReplays = field(default_factory=WebhookReplays)
     registry: CallRegistry = field(default_factory=CallRegistry)
     metrics: BridgeMetrics = field(default_factory=BridgeMetrics)
@@ -39,6 +47,7 @@ class Services:
             calls = TwilioCalls(
                 settings.twilio_account_sid, settings.twilio_auth_token, twilio_http_client
             )
+        metrics = BridgeMetrics()
         return cls(
             settings=settings,
             endpoint=endpoint,
@@ -47,11 +56,45 @@ class Services:
             stream_tokens=StreamTokens(settings.stream_token_secret),
             admission=Admission(settings.max_concurrent_calls),
             twilio_calls=calls,
+            personas=Personas.load(settings),
+            http_tools=load_http_tools(settings.tools_file) if settings.tools_file else [],
+            prewarm=Prewarm(settings.prewarm_ttl, lambda r: metrics.prewarm.labels(r).inc()),
+            metrics=metrics,
         )
 
-    def session_config(self) -> SessionConfig:
+    def builtin_tools_enabled(self) -> frozenset[str]:
+        """end_call and transfer_call change the call through Twilio's REST API: they are
+        offered only when it can be used (TWILIO_ACCOUNT_SID), transfer only with numbers."""
+        if self.twilio_calls is None:
+            return frozenset()
+        enabled = set(self.settings.builtin_tools)
+        if not self.settings.transfer_numbers:
+            enabled.discard("transfer_call")
+        return frozenset(enabled)
+
+    def tools_for(self, persona: Persona, control: CallControl | None) -> list[Tool]:
+        """The tools one call may use (``control`` None: for their declarations only)."""
+        enabled = self.builtin_tools_enabled()
+        tools: list[Tool] = []
+        if "end_call" in enabled:
+            tools.append(EndCallTool(control))  # type: ignore[arg-type]
+        if "transfer_call" in enabled:
+            tools.append(TransferCallTool(control, self.settings.transfer_numbers))  # type: ignore[arg-type]
+        tools.extend(self.http_tools)
+        if persona.tools is not None:
+            tools = [t for t in tools if t.name in persona.tools]
+        return tools
+
+    def session_config(
+        self, persona: Persona, tool_declarations: list[dict[str, Any]]
+    ) -> SessionConfig:
+        tools = ({"functionDeclarations": tool_declarations},) if tool_declarations else ()
         return SessionConfig(
             model=self.endpoint.model_resource,
-            voice=self.settings.gemini_voice,
-            system_prompt=self.settings.system_prompt,
+            voice=persona.voice,
+            system_prompt=persona.system_prompt,
+            tools=tools,
+            realtime_input_config=(
+                {"automaticActivityDetection": self.settings.vad} if self.settings.vad else None
+            ),
         )

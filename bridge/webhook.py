@@ -7,6 +7,8 @@ import logging
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from .gemini.protocol import client_content_message
+from .gemini.session import GeminiSession
 from .services import Services
 from .twilio.media_streams import is_valid_sid
 from .twiml import busy_twiml, connect_stream_twiml
@@ -59,6 +61,8 @@ async def inbound_call(request: Request) -> Response:
         return Response(busy_twiml(services.twiml), media_type="application/xml")
 
     caller, called = params.get("From", ""), params.get("To", "")
+    if services.settings.prewarm:
+        _prewarm(services, call_sid, called)
     token = services.stream_tokens.mint(call_sid, caller, called)
     twiml = connect_stream_twiml(
         services.twiml,
@@ -68,3 +72,22 @@ async def inbound_call(request: Request) -> Response:
     counter.labels("answered").inc()
     log.info("answering call %s", call_sid)
     return Response(twiml, media_type="application/xml")
+
+
+def _prewarm(services: Services, call_sid: str, called: str) -> None:
+    """Open this call's Gemini session (and ask for its greeting) while Twilio connects."""
+    persona = services.personas.for_number(called)
+    declarations = [tool.declaration() for tool in services.tools_for(persona, None)]
+    config = services.session_config(persona, declarations)
+    settings = services.settings
+
+    async def open_session() -> GeminiSession:
+        session = GeminiSession(
+            services.endpoint, config, setup_timeout=settings.gemini_setup_timeout
+        )
+        await session.open()
+        if persona.greeting:
+            await session.send(client_content_message(persona.greeting))
+        return session
+
+    services.prewarm.start(call_sid, open_session)

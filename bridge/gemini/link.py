@@ -135,6 +135,12 @@ class GeminiLink:
         self.setup_seconds = self._session.setup_seconds
         self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
 
+    def adopt(self, session: GeminiSession) -> None:
+        """Take a session opened ahead of the call (pre-warmed) as the first connection."""
+        self._session = session
+        self.setup_seconds = session.setup_seconds
+        self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
+
     async def close(self) -> None:
         self._closed = True
         if self._supervisor is not None:

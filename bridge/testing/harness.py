@@ -110,6 +110,7 @@ async def loopback_deployment(
             "TWILIO_AUTH_TOKEN": "test-auth-" + secrets.token_hex(12),
             "GEMINI_API_KEY": api_key,
             "GEMINI_LIVE_URL": emulator.url,
+            "GREETING": "",  # tests that want the assistant to speak first set it
             **(env or {}),
         }
         if vertex_credentials is not None:

@@ -169,6 +169,7 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
             assert info.value.status == 403 and "<Response>" not in info.value.body
             status, _ = await asyncio.to_thread(caller._post_webhook, None)
             assert status == 403
+            assert d.emulator.sessions == []  # nothing reached Gemini, not even a pre-warm
             twiml = await caller.fetch_twiml()
             assert (
                 "<Connect><Stream" in twiml
@@ -176,7 +177,6 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
             )
             assert set(caller.parameters) == {"callSid", "from", "to", "token"}
             assert "?" not in caller.stream_url
-            assert d.emulator.sessions == []
 
     run(scenario())
 
@@ -184,7 +184,7 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
 @pytest.mark.parametrize("tamper", ["bad_token", "other_call", "replayed", "no_token"])
 def test_stream_without_a_valid_token_never_reaches_gemini(tamper: str) -> None:
     async def scenario() -> None:
-        async with loopback_deployment() as d:
+        async with loopback_deployment(env={"GEMINI_PREWARM_TTL": "1"}) as d:
             caller = d.caller()
             await caller.fetch_twiml()
             params = dict(caller.parameters)
@@ -203,8 +203,11 @@ def test_stream_without_a_valid_token_never_reaches_gemini(tamper: str) -> None:
             async with caller.dial(parameters=params) as call:
                 await call.wait_closed(timeout=5)
             assert caller.result.close_code == 1008
-            assert d.emulator.sessions == []
             assert caller.result.frames_received == 0
+            # The signed webhook pre-warmed a session; the forged stream never got it: no
+            # caller audio reached Gemini, and the unclaimed session is closed at its TTL.
+            assert not [m for s in d.emulator.sessions for m in s.messages if m.audio]
+            await until(lambda: all(s.close_code is not None for s in d.emulator.sessions), 3)
             metrics = d.services.metrics.render().decode()
             assert 'bridge_stream_rejections_total{reason="unauthenticated"} 1.0' in metrics
 
@@ -224,7 +227,8 @@ def test_signed_upgrade_is_checked_when_present() -> None:
             async with forged.dial() as call:
                 await call.wait_closed(timeout=5)
             assert forged.result.close_code == 1008
-            assert len(d.emulator.sessions) == 1
+            # Its webhook was genuine (so a session was pre-warmed), its stream was not.
+            assert not [m for m in d.emulator.sessions[1].messages if m.audio]
 
     run(scenario())
 

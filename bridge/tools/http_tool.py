@@ -1,0 +1,116 @@
+"""Operator-defined tools: a JSON file of HTTP endpoints the assistant may call.
+
+``TOOLS_FILE`` holds a list of ``{"name", "description", "parameters", "url"}``
+(plus optional ``"timeout_s"`` and ``"headers"``). ``parameters`` is a JSON
+schema, sent to Gemini as ``parametersJsonSchema``. The bridge POSTs the
+model's arguments as JSON and hands the JSON answer back to the model; HTTP
+errors and timeouts become error payloads the model can speak about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import ConfigError
+from .base import ToolError
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HttpTool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    url: str
+    timeout_s: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def declaration(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parametersJsonSchema": self.parameters,
+        }
+
+    def _post(self, args: dict[str, Any], timeout: float) -> Any:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(args).encode(),
+            headers={"Content-Type": "application/json", **self.headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read(MAX_ANSWER_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise ToolError(
+                f"{self.name} answered HTTP {exc.code}", retryable=exc.code >= 500
+            ) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise ToolError(
+                f"{self.name} could not be reached ({exc.__class__.__name__})", retryable=True
+            ) from None
+        if len(body) > MAX_ANSWER_BYTES:
+            raise ToolError(f"{self.name} answered with more than {MAX_ANSWER_BYTES} bytes")
+        try:
+            return json.loads(body) if body else None
+        except json.JSONDecodeError:
+            raise ToolError(f"{self.name} did not answer with JSON") from None
+
+    async def __call__(self, args: dict[str, Any]) -> Any:
+        timeout = self.timeout_s or 30.0
+        return await asyncio.to_thread(self._post, args, timeout)
+
+
+def load_http_tools(path: str) -> list[HttpTool]:
+    """Read and check ``TOOLS_FILE``; a bad file is a start-up error naming the variable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError("TOOLS_FILE", f"cannot read {path} ({exc.__class__.__name__})") from None
+    if not isinstance(data, list):
+        raise ConfigError("TOOLS_FILE", "must hold a JSON list of tools")
+    tools = []
+    for i, entry in enumerate(data):
+        where = f"tool {i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError("TOOLS_FILE", f"{where} is not an object")
+        name, url = entry.get("name"), entry.get("url")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError("TOOLS_FILE", f"{where}: name must be letters, digits and _")
+        if name in ("end_call", "transfer_call") or name in (t.name for t in tools):
+            raise ConfigError("TOOLS_FILE", f"{where}: the name {name} is already taken")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError("TOOLS_FILE", f"{name}: url must be http(s)")
+        params = entry.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict) or params.get("type") != "object":
+            raise ConfigError(
+                "TOOLS_FILE", f"{name}: parameters must be a JSON schema of type object"
+            )
+        timeout = entry.get("timeout_s")
+        if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout <= 120):
+            raise ConfigError("TOOLS_FILE", f"{name}: timeout_s must be 0-120 seconds")
+        headers = entry.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ConfigError("TOOLS_FILE", f"{name}: headers must map names to strings")
+        tools.append(
+            HttpTool(
+                name=name,
+                description=str(entry.get("description", "")),
+                parameters=params,
+                url=url,
+                timeout_s=float(timeout) if timeout is not None else None,
+                headers=headers,
+            )
+        )
+    return tools
