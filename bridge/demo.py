@@ -1,8 +1,9 @@
 """``bridge demo``: a whole phone call, offline, with no credentials.
 
 The real server, the Gemini emulator and a simulated Twilio caller run on
-loopback. The caller asks a question, hears the answer start, talks over it
-(a barge-in), hears the second answer out and hangs up. What it heard goes to
+loopback. The assistant greets the caller; the caller asks a question, hears
+the answer start, talks over it (a barge-in), hears the second answer out and
+hangs up. What it heard goes to
 a WAV file; the report says how fast and how much.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_GREETING
 from .testing.caller import load_speech, write_wav
 from .testing.emulator import EmulatorOptions
 from .testing.harness import loopback_deployment
@@ -37,10 +39,12 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
     interruption = load_speech("caller_barge_in.wav")
     emulator = EmulatorOptions(reply_seconds=options.reply_seconds)
     started = time.monotonic()
-    async with loopback_deployment(emulator) as deployment:
+    # The product's default: the assistant greets the caller first.
+    async with loopback_deployment(emulator, env={"GREETING": DEFAULT_GREETING}) as deployment:
         caller = deployment.caller()
         async with caller.dial() as call:
-            await asyncio.sleep(0.5)
+            greeted_at = await call.wait_for_answer(timeout=10)
+            await call.wait_until_quiet(quiet_s=0.3, timeout=30)
             await call.say(hello)
             await call.wait_for_answer(timeout=15)
             if options.barge_in:
@@ -59,6 +63,7 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
     report = result.report()
     report.update(
         {
+            "greeting_ms": round((greeted_at - result.stream_started_at) * 1000, 1),
             "wav": str(options.out),
             "call_seconds": round(time.monotonic() - result.dialled_at, 2),
             "gemini_received_seconds": round(len(session.audio_in) / 32000, 2) if session else 0,
@@ -75,12 +80,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         "Simulated call complete (offline: real server + Gemini Live emulator + simulated caller)",
         f"  call SID                    {report['call_sid']}",
-        f"  call start → first audio    {first:.0f} ms"
+        f"  call start → first audio    {first:.0f} ms (the greeting; webhook to first frame)"
         if first is not None
         else "  no audio heard",
+        f"  stream start → greeting     {report['greeting_ms']:.0f} ms",
         f"  turn latency                {turns}",
         "                              (end of caller speech → first answer audio at the caller;",
-        "                               includes the emulator's 500 ms end-of-speech wait)",
+        "                               includes the 600 ms of silence Gemini's VAD waits for,",
+        "                               VAD_SILENCE_DURATION_MS, and the emulator's 100 ms)",
         f"  frames caller → bridge      {report['frames_sent']}",
         f"  frames bridge → caller      {report['frames_received']}",
         f"  interruptions (clear)       {report['interruptions']}",

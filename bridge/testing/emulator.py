@@ -32,6 +32,8 @@ from websockets.http11 import Request, Response
 
 from ..gemini.protocol import (
     ClientMessage,
+    FunctionCall,
+    FunctionResponse,
     GeminiProtocolError,
     UsageMetadata,
     go_away_message,
@@ -40,6 +42,8 @@ from ..gemini.protocol import (
     server_content_message,
     setup_complete_message,
     setup_field,
+    tool_call_cancellation_message,
+    tool_call_message,
     unknown_setup_fields,
 )
 
@@ -92,6 +96,16 @@ class FaultPlan:
 
 
 @dataclass
+class ScriptedToolCall:
+    """Make the emulated model call tools: on the caller's Nth turn, or on a text input."""
+
+    calls: list[FunctionCall]
+    on_caller_turn: int | None = None  # 1 = the caller's first turn
+    on_text: str | None = None  # a realtimeInput.text / clientContent containing this
+    cancel_after_s: float | None = None  # then cancel them all (toolCallCancellation)
+
+
+@dataclass
 class EmulatorOptions:
     api_key: str | None = "emulator-key"  # expected x-goog-api-key; None accepts any
     bearer_token: str | None = None  # expected Authorization: Bearer (Vertex)
@@ -107,6 +121,7 @@ class EmulatorOptions:
     faults: FaultPlan | None = None  # for every connection
     faults_by_connection: dict[int, FaultPlan] = field(default_factory=dict)  # by index, from 0
     reject_unknown_handles: bool = True
+    tool_script: list[ScriptedToolCall] = field(default_factory=list)
 
 
 @dataclass
@@ -120,6 +135,9 @@ class EmulatedSession:
     audio_in: bytearray = field(default_factory=bytearray)
     resumed_from: str | None = None  # the handle its setup carried
     client_turns: list[str] = field(default_factory=list)  # texts of clientContent turns
+    texts: list[str] = field(default_factory=list)  # realtimeInput.text inputs
+    tool_calls_sent: list[FunctionCall] = field(default_factory=list)
+    tool_responses: list[FunctionResponse] = field(default_factory=list)
     caller_turns: int = 0
     answers_started: int = 0
     answers_completed: int = 0
@@ -137,10 +155,11 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
 class _Vad:
     """Energy VAD on 20 ms blocks: speech after ``start_ms`` voiced, end after ``end_ms`` quiet."""
 
-    def __init__(self, options: EmulatorOptions) -> None:
+    def __init__(self, options: EmulatorOptions, end_silence_ms: int | None = None) -> None:
         self._threshold = options.vad_threshold_rms
         self._start_blocks = max(1, options.vad_start_ms // BLOCK_MS)
-        self._end_blocks = max(1, options.vad_end_silence_ms // BLOCK_MS)
+        end_ms = end_silence_ms if end_silence_ms is not None else options.vad_end_silence_ms
+        self._end_blocks = max(1, end_ms // BLOCK_MS)
         self._buffer = bytearray()
         self._voiced = 0
         self._quiet = 0
@@ -189,7 +208,14 @@ class _Conversation:
         self._session = session
         self._options = options
         self._issue_handle = issue_handle
-        self._vad = _Vad(options)
+        # Like Gemini, end the caller's turn after the silence the setup asked for.
+        silence = setup_field(
+            session.setup, "realtimeInputConfig", "automaticActivityDetection", "silenceDurationMs"
+        )
+        self._vad = _Vad(options, int(silence) if isinstance(silence, int | float) else None)
+        self._script = list(options.tool_script)
+        self._pending_tools: set[str] = set()
+        self._cancel_tasks: set[asyncio.Task[None]] = set()
         self._answer: asyncio.Task[None] | None = None
         self._playing_until = 0.0  # when the caller finishes hearing the answer, in real time
         self.stalled = False
@@ -214,16 +240,55 @@ class _Conversation:
                 if message.audio is not None:
                     await self._hear(message.audio)
                 elif message.is_client_content:
-                    for turn in message.client_turns:
-                        for part in turn.get("parts", []):
-                            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                                self._session.client_turns.append(part["text"])
-                    if message.client_turn_complete:
+                    texts = [
+                        part["text"]
+                        for turn in message.client_turns
+                        for part in turn.get("parts", [])
+                        if isinstance(part, dict) and isinstance(part.get("text"), str)
+                    ]
+                    self._session.client_turns.extend(texts)
+                    if message.client_turn_complete and not await self._call_tools(
+                        text=" ".join(texts)
+                    ):
                         await self._start_answer()
                 elif message.text is not None:
-                    await self._start_answer()
+                    self._session.texts.append(message.text)
+                    if not await self._call_tools(text=message.text):
+                        await self._start_answer()
+                elif message.tool_responses:
+                    self._session.tool_responses.extend(message.tool_responses)
+                    self._pending_tools -= {r.id for r in message.tool_responses}
+                    if not self._pending_tools:
+                        await self._start_answer()  # the model speaks about the results
         finally:
+            for task in self._cancel_tasks:
+                task.cancel()
             await self._stop_answer()
+
+    async def _call_tools(self, *, turn: int | None = None, text: str | None = None) -> bool:
+        """Send the scripted tool calls this turn or text triggers; True if any."""
+        for entry in self._script:
+            hit_turn = turn is not None and entry.on_caller_turn == turn
+            hit_text = text is not None and entry.on_text is not None and entry.on_text in text
+            if not (hit_turn or hit_text):
+                continue
+            self._script.remove(entry)
+            await self._stop_answer()
+            self._session.tool_calls_sent.extend(entry.calls)
+            self._pending_tools |= {c.id for c in entry.calls}
+            await self._ws.send(tool_call_message(entry.calls))
+            if entry.cancel_after_s is not None:
+                task = asyncio.create_task(self._cancel_later(entry))
+                self._cancel_tasks.add(task)
+            return True
+        return False
+
+    async def _cancel_later(self, entry: ScriptedToolCall) -> None:
+        await asyncio.sleep(entry.cancel_after_s or 0)
+        ids = [c.id for c in entry.calls if c.id in self._pending_tools]
+        if ids:
+            self._pending_tools -= set(ids)
+            await self._ws.send(tool_call_cancellation_message(ids))
 
     async def _hear(self, pcm: bytes) -> None:
         self._session.audio_in += pcm
@@ -252,7 +317,8 @@ class _Conversation:
         await self._ws.send(
             server_content_message(input_transcription=f"(caller spoke for {seconds:.1f} s)")
         )
-        await self._start_answer()
+        if not await self._call_tools(turn=self._session.caller_turns):
+            await self._start_answer()
 
     async def _start_answer(self) -> None:
         await self._stop_answer()
