@@ -108,7 +108,9 @@ class CallBridge:
         self._tools = ToolRunner((), self._answer_tool, 1.0)
         self._greeting_expected = False
         self._after_speech: asyncio.Task[None] | None = None
-        self._model_turns_completed = 0
+        self._turn_started_at: float | None = None  # first audio of the model's current turn
+        self._spoken_turn_started_at: float | None = None  # ... of its last completed turn
+        self._ready = asyncio.Event()  # Gemini is open and the pumps run
         self._record: CallRecord | None = None
         self._ended_by_bridge = False  # the bridge hung up (drain), not the caller
         self._link: GeminiLink | None = None
@@ -269,6 +271,7 @@ class CallBridge:
         self._metrics.gemini_setup_seconds.observe(link.setup_seconds)
         self._log.info("Gemini session open in %.0f ms", link.setup_seconds * 1000)
 
+        self._ready.set()
         pumps = [
             asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
             asyncio.create_task(self._gemini_to_caller(), name="gemini_to_caller"),
@@ -409,6 +412,8 @@ class CallBridge:
             self._turns.on_model_turn_end()
             await self._barge_in()
         if content.audio and not self._dropping_turn:
+            if not self._model_turn_open:
+                self._turn_started_at = time.monotonic()
             self._model_turn_open = True
             self._turns.on_model_audio()
             frames: list[bytes] = []
@@ -421,7 +426,9 @@ class CallBridge:
             if not self._dropping_turn:
                 await self._send_frames(self._model_audio.flush())
         if content.turn_complete:
-            self._model_turns_completed += 1
+            if self._turn_started_at is not None:
+                self._spoken_turn_started_at = self._turn_started_at
+            self._turn_started_at = None
             self._model_turn_open = False
             self._dropping_turn = False
             self._turns.on_model_turn_end()
@@ -465,12 +472,19 @@ class CallBridge:
         Hung up through Twilio's REST API when credentials allow it; otherwise
         the stream is closed and Twilio speaks the TwiML that follows.
         """
-        if self._link is None or self._record is None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()  # a call still setting up gets its goodbye once ready
+        except TimeoutError:
+            pass
+        if self._link is None or not self._ready.is_set():
+            self._ended_by_bridge = True
+            await self._close(CLOSE_NORMAL, "goodbye")
             return
         self._log.info("ending the call: asking the assistant to say goodbye")
-        since = self._model_turns_completed
+        asked = time.monotonic()
         await self._link.send(client_content_message(self._services.twiml.goodbye_instruction))
-        await self._wait_until_spoken(since, timeout_s)
+        await self._wait_until_spoken(asked, timeout_s)
         self._ended_by_bridge = True
         if not await self._rest("hang up", self._call_sid, None):
             await self._close(CLOSE_NORMAL, "goodbye")
@@ -486,27 +500,26 @@ class CallBridge:
     def _act_after_speech(self, action: str, number: str | None) -> None:
         if self._after_speech is not None:
             return  # the first decision stands
-        since = self._model_turns_completed
         self._after_speech = asyncio.create_task(
-            self._after_speaking(action, number, since), name=f"after_speech:{action}"
+            self._after_speaking(action, number, time.monotonic()), name=f"after_speech:{action}"
         )
 
-    async def _after_speaking(self, action: str, number: str | None, since: int) -> None:
-        await self._wait_until_spoken(since, AFTER_SPEECH_MAX_S)
+    async def _after_speaking(self, action: str, number: str | None, asked: float) -> None:
+        await self._wait_until_spoken(asked, AFTER_SPEECH_MAX_S)
         if not await self._rest(action, self._call_sid, number) and action == "hang up":
             await self._close(CLOSE_NORMAL, "assistant ended the call")
         # A transfer ends the stream from Twilio's side ('stop'): never close it here,
         # or the call could end before the <Dial> runs.
 
-    async def _wait_until_spoken(self, since_turns: int, timeout_s: float) -> None:
-        """Until the model's turn after ``since_turns`` has completed and Twilio has played
-        it (mark echoes). If the model says nothing more for a while, what was already
-        queued must still play out."""
-        asked = time.monotonic()
+    async def _wait_until_spoken(self, asked: float, timeout_s: float) -> None:
+        """Until a model turn that began speaking after ``asked`` has completed and Twilio
+        has played it (mark echoes). If the model says nothing new for a while, what was
+        already queued must still play out."""
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
-                    spoke = self._model_turns_completed > since_turns
+                    started = self._spoken_turn_started_at
+                    spoke = started is not None and started >= asked
                     silent = not self._model_turn_open and time.monotonic() - asked > QUIET_MODEL_S
                     if (spoke or silent) and not self._playback.is_playing:
                         return

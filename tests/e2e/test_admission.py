@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 from bridge.testing.caller import SimulatedCaller
-from bridge.testing.emulator import EmulatorOptions, GeminiEmulator
+from bridge.testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
 from bridge.testing.harness import loopback_deployment
 from bridge.testing.twilio_rest import TwilioRestFake
 
@@ -199,7 +200,17 @@ def test_sigterm_drains_a_real_server_process() -> None:
                     except OSError:
                         await asyncio.sleep(0.1)
                 async with caller.dial() as call:
-                    await until(lambda: len(emulator.sessions) == 1)
+                    stats_url = f"http://127.0.0.1:{port}/api/calls/stats"
+
+                    def call_is_up() -> bool:
+                        with urllib.request.urlopen(stats_url, timeout=2) as response:
+                            calls = json.loads(response.read())["active_calls"]
+                        return bool(calls) and calls[0]["gemini_state"] == "open"
+
+                    for _ in range(100):
+                        if await asyncio.to_thread(call_is_up):
+                            break
+                        await asyncio.sleep(0.05)
                     process.send_signal(signal.SIGTERM)
                     await call.wait_closed(timeout=15)
                 assert caller.result.close_code == 1000 and caller.result.close_reason == "goodbye"
@@ -214,3 +225,21 @@ def test_sigterm_drains_a_real_server_process() -> None:
             assert "draining" in stderr and "drained" in stderr
 
     run(scenario(), timeout=60)
+
+
+def test_a_call_still_setting_up_when_draining_ends_also_gets_its_goodbye() -> None:
+    async def scenario() -> None:
+        options = EmulatorOptions(reply_seconds=1.0, faults=FaultPlan(setup_delay=1.0))
+        env = {"DRAIN_TIMEOUT": "0.2", "GEMINI_PREWARM": "false"}
+        async with loopback_deployment(options, env=env) as d:
+            caller = d.caller()
+            async with caller.dial() as call:
+                await until(lambda: len(d.emulator.sessions) == 1)  # Gemini still setting up
+                d.server.start_drain()
+                await call.wait_closed(timeout=15)
+            assert caller.result.close_code == 1000 and caller.result.close_reason == "goodbye"
+            assert d.emulator.sessions[0].client_turns  # the goodbye was asked for
+            assert caller.result.frames_received == pytest.approx(50, abs=2)
+            assert caller.result.unplayed_at_close == 0
+
+    run(scenario())
