@@ -95,6 +95,7 @@ async def server_process(emulator: GeminiEmulator, auth_token: str) -> AsyncIter
         "GEMINI_API_KEY": "soak-key",
         "GEMINI_LIVE_URL": emulator.url,
         "GEMINI_STALL_TIMEOUT": "2",
+        "GREETING": "",  # the callers speak first; greetings are tested on their own
         "LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
