@@ -1,6 +1,6 @@
 """One phone call: a Twilio Media Stream on one side, a Gemini Live session on the other.
 
-The bridge owns two pumps and nothing else runs per call:
+Two pumps carry the audio:
 
 * caller → Gemini: every 20 ms μ-law frame is decoded, resampled to 16 kHz and
   sent as it arrives (no batching), so Gemini's VAD hears the caller at once;
@@ -10,6 +10,9 @@ The bridge owns two pumps and nothing else runs per call:
   the bridge sends ``clear`` at once and drops the rest of that turn.
 
 Whichever pump ends first ends the call; the other is cancelled and awaited.
+Tool calls and the actions that end a call once its last words have played
+(goodbye, hang-up, transfer) run as tasks the bridge owns and cancels.
+Who may start a call at all is decided first, in ``stream_start``.
 """
 
 from __future__ import annotations
@@ -37,11 +40,20 @@ from .gemini.session import GeminiSetupError
 from .playback import PlaybackTracker
 from .rate_limit import TokenBucket
 from .services import Services
+from .stream_start import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    StreamRejected,
+    authenticated_start,
+)
 from .tools import ToolRunner
 from .transcript import Transcript
 from .turn_state import TurnState
 from .twilio.media_streams import (
-    Connected,
     Dtmf,
     Mark,
     Media,
@@ -50,7 +62,6 @@ from .twilio.media_streams import (
     Stop,
     UnknownEvent,
     clear_message,
-    is_valid_sid,
     mark_message,
     media_message,
     parse_twilio_event,
@@ -59,17 +70,8 @@ from .twilio.rest import TwilioCallError
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 10.0  # Twilio sends connected + start right after the upgrade
 IDLE_TIMEOUT_S = 15.0  # Twilio sends a frame every 20 ms while the call lives
 SEND_TIMEOUT_S = 5.0
-
-# WebSocket close codes the bridge uses towards Twilio.
-CLOSE_NORMAL = 1000
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_AGAIN = 1013
-CLOSE_TOO_BIG = 1009
 
 AFTER_SPEECH_MAX_S = 20.0  # end_call / transfer act at the latest this long after the tool call
 QUIET_MODEL_S = 3.0  # no new model turn this long after asking: go by what was queued
@@ -83,14 +85,6 @@ FLOOD_BURST = 300.0
 class CallEnd(Enum):
     CALLER_HUNG_UP = "caller hung up"
     GEMINI_LOST = "Gemini could not be kept connected"
-
-
-class StreamRejected(Exception):
-    """The stream may not become a call; ``reason`` is logged, ``code`` closes it."""
-
-    def __init__(self, reason: str, code: int = CLOSE_POLICY, metric: str = "unauthenticated"):
-        super().__init__(reason)
-        self.reason, self.code, self.metric = reason, code, metric
 
 
 class CallBridge:
@@ -125,7 +119,12 @@ class CallBridge:
     async def run(self) -> None:
         await self._ws.accept()
         try:
-            start = await self._authenticated_start()
+            start = await authenticated_start(
+                self._receive_frame,
+                self._ws.headers.get("x-twilio-signature"),
+                self._ws.url.path,
+                self._services,
+            )
         except StreamRejected as exc:
             self._metrics.stream_rejections.labels(exc.metric).inc()
             self._metrics.calls.labels("rejected").inc()
@@ -181,45 +180,6 @@ class CallBridge:
                     "turns": self.transcript.tail(len(self.transcript.turns)),
                 }
                 self._log.info("transcript %s", json.dumps(record_json, ensure_ascii=False))
-
-    async def _authenticated_start(self) -> Start:
-        """Wait for ``start`` and check the stream's token before anything reaches Gemini."""
-        signature = self._ws.headers.get("x-twilio-signature")
-        if signature is not None:
-            url = self._services.signatures.url_for(self._ws.url.path, websocket=True)
-            if not self._services.signatures.is_valid(url, {}, signature):
-                raise StreamRejected("bad X-Twilio-Signature on the WebSocket upgrade")
-        try:
-            async with asyncio.timeout(START_TIMEOUT_S):
-                while True:
-                    event = parse_twilio_event(await self._receive_frame())
-                    if isinstance(event, Connected):
-                        continue
-                    if isinstance(event, Start):
-                        break
-                    raise StreamRejected(
-                        f"'{type(event).__name__.lower()}' event before 'start'",
-                        CLOSE_INVALID_DATA,
-                        "protocol",
-                    )
-        except TimeoutError:
-            raise StreamRejected(f"no 'start' event within {START_TIMEOUT_S:g} s") from None
-        except ProtocolError as exc:
-            raise StreamRejected(
-                f"malformed frame: {exc}", CLOSE_INVALID_DATA, "protocol"
-            ) from None
-
-        if not is_valid_sid(event.stream_sid, "MZ") or not is_valid_sid(event.call_sid, "CA"):
-            raise StreamRejected("start event has malformed stream or call SID", metric="protocol")
-        params = event.custom_parameters
-        if params.get("callSid") != event.call_sid:
-            raise StreamRejected("stream parameters belong to another call")
-        problem = self._services.stream_tokens.verify(
-            params.get("token", ""), event.call_sid, params.get("from", ""), params.get("to", "")
-        )
-        if problem:
-            raise StreamRejected(problem)
-        return event
 
     async def _bridge(self) -> str:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
