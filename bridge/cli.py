@@ -45,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
         lifespan="off",
     )
-    server = DrainingServer(config, lambda: services.admission.drain(settings.drain_timeout))
+    server = DrainingServer(config, services.drain)
     server.run()
     return 0
 

@@ -62,6 +62,12 @@ class Services:
             metrics=metrics,
         )
 
+    async def drain(self) -> None:
+        """Before shutdown: end the calls (see Admission.drain), then drop unclaimed
+        pre-warmed sessions."""
+        await self.admission.drain(self.settings.drain_timeout)
+        await self.prewarm.close()
+
     def builtin_tools_enabled(self) -> frozenset[str]:
         """end_call and transfer_call change the call through Twilio's REST API: they are
         offered only when it can be used (TWILIO_ACCOUNT_SID), transfer only with numbers."""

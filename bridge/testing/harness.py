@@ -122,6 +122,5 @@ async def loopback_deployment(
         settings = load_settings(environ, env_file=None)
         endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
         services = Services.build(settings, endpoint, twilio_http_client)
-        drain = lambda: services.admission.drain(settings.drain_timeout)  # noqa: E731
-        async with serve_app(create_app(services), sock, drain) as server:
+        async with serve_app(create_app(services), sock, services.drain) as server:
             yield Deployment(settings, services, emulator, public_url, server)
