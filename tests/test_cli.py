@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -10,9 +12,14 @@ import sys
 import time
 import urllib.request
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
+from bridge.gemini.protocol import SessionConfig
+from bridge.gemini.session import GeminiSession, GeminiSetupError
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {
@@ -121,16 +128,12 @@ def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
         )
 
 
-def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:
-    import asyncio
-
-    from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
-    from bridge.gemini.protocol import SessionConfig
-    from bridge.gemini.session import GeminiSession
-
+@contextlib.contextmanager
+def emulator_process(*flags: str) -> Iterator[str]:
+    """``python -m bridge emulator`` on a free port; yields the URL it prints."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "emulator", "--port", str(port), "--api-key", "k-123"],
+        [sys.executable, "-m", "bridge", "emulator", "--port", str(port), *flags],
         env=CLEAN_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -140,61 +143,35 @@ def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:
         assert process.stdout is not None
         url = process.stdout.readline().split(" on ", 1)[1].strip()
         assert url.startswith(f"ws://127.0.0.1:{port}/ws/")
-
-        async def handshake() -> str | None:
-            endpoint = GeminiEndpoint(
-                url, "models/gemini-3.8-live", ApiKeyAuth("k-123"), "ai_studio"
-            )
-            session = GeminiSession(endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x"))
-            await session.open()
-            await session.close()
-            return session.session_id
-
-        assert asyncio.run(handshake())
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+async def open_emulated_session(url: str, key: str) -> GeminiSession:
+    endpoint = GeminiEndpoint(url, "models/gemini-3.8-live", ApiKeyAuth(key), "ai_studio")
+    session = GeminiSession(endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x"))
+    await session.open()
+    return session
+
+
+def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:
+    async def handshake(url: str) -> str | None:
+        session = await open_emulated_session(url, "k-123")
+        await session.close()
+        return session.session_id
+
+    with emulator_process("--api-key", "k-123") as url:
+        assert asyncio.run(handshake(url))
 
 
 def test_the_emulator_takes_faults_from_its_flags() -> None:
-    import asyncio
+    async def handshake(url: str) -> GeminiSetupError:
+        with pytest.raises(GeminiSetupError) as info:
+            await open_emulated_session(url, "any")
+        return info.value
 
-    from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
-    from bridge.gemini.protocol import SessionConfig
-    from bridge.gemini.session import GeminiSession, GeminiSetupError
-
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "emulator",
-            "--port",
-            str(port),
-            "--api-key",
-            "",
-            "--refuse-setup",
-        ],
-        env=CLEAN_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split(" on ", 1)[1].strip()
-
-        async def handshake() -> GeminiSetupError:
-            endpoint = GeminiEndpoint(url, "models/gemini-3.8-live", ApiKeyAuth("any"), "ai_studio")
-            with pytest.raises(GeminiSetupError) as info:
-                await GeminiSession(
-                    endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x")
-                ).open()
-            return info.value
-
-        error = asyncio.run(handshake())
-        assert error.close_code == 1011 and "unavailable" in error.reason
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with emulator_process("--api-key", "", "--refuse-setup") as url:
+        error = asyncio.run(handshake(url))
+    assert error.close_code == 1011 and "unavailable" in error.reason
