@@ -37,6 +37,7 @@ from .gemini.protocol import (
     tool_response_message,
 )
 from .gemini.session import GeminiSetupError
+from .logs import tag_call
 from .playback import PlaybackTracker
 from .rate_limit import TokenBucket
 from .services import Services
@@ -112,7 +113,7 @@ class CallBridge:
         self.transcript = Transcript()
         self._model_turn_open = False  # model audio arrived and no turnComplete yet
         self._dropping_turn = False  # the caller interrupted this turn: drop its audio
-        self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(log, {})
+        self._log = log
 
     # --- the call's life ------------------------------------------------------------------
 
@@ -139,7 +140,7 @@ class CallBridge:
         self._stream_sid = start.stream_sid
         self._call_sid = start.call_sid
         self._called = params.get("to", "")
-        self._log = _CallLog(log, {"call": f"{start.call_sid}/{start.stream_sid}"})
+        tag_call(start.call_sid, start.stream_sid)  # every later line of this call carries it
         admission = self._services.admission
         if not admission.admit(self, start.call_sid):
             self._metrics.stream_rejections.labels("over_capacity").inc()
@@ -152,7 +153,10 @@ class CallBridge:
         )
         self._record = record
         self._metrics.active_calls.inc()
-        self._log.info("call started")
+        self._log.info(
+            "call started",
+            extra={"event": "call_started", "data": {"caller": record.caller, "to": self._called}},
+        )
         outcome = "failed"
         try:
             outcome = await self._bridge()
@@ -161,15 +165,27 @@ class CallBridge:
             self._metrics.active_calls.dec()
             self._metrics.calls.labels(outcome).inc()
             self._services.registry.end(record, completed=outcome in ("completed", "drained"))
+            figures = {
+                "outcome": outcome,
+                "duration_s": round(time.monotonic() - record.started_mono, 1),
+                "frames_in": record.frames_in,
+                "frames_out": record.frames_out,
+                "first_audio_ms": record.first_audio_ms and round(record.first_audio_ms),
+                "gemini_setup_ms": record.gemini_setup_ms and round(record.gemini_setup_ms),
+                "interruptions": record.interruptions,
+                "reconnects": record.reconnects,
+                "tool_calls": self._tools.completed + self._tools.failed,
+            }
             self._log.info(
                 "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
                 "Gemini reconnects %d",
                 outcome,
-                time.monotonic() - record.started_mono,
+                figures["duration_s"],
                 record.frames_in,
                 record.frames_out,
                 record.interruptions,
                 record.reconnects,
+                extra={"event": "call_ended", "data": figures},
             )
             if self._services.settings.log_transcripts and self.transcript.turns:
                 # One structured record per call, never a line per fragment.
@@ -179,7 +195,11 @@ class CallBridge:
                     "outcome": outcome,
                     "turns": self.transcript.tail(len(self.transcript.turns)),
                 }
-                self._log.info("transcript %s", json.dumps(record_json, ensure_ascii=False))
+                self._log.info(
+                    "transcript %s",
+                    json.dumps(record_json, ensure_ascii=False),
+                    extra={"event": "transcript", "data": record_json},
+                )
 
     async def _bridge(self) -> str:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
@@ -525,13 +545,6 @@ class CallBridge:
             await self._ws.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the peer is already gone
-
-
-class _CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line of a call with its call and stream SIDs."""
-
-    def process(self, msg: object, kwargs: dict) -> tuple[str, dict]:  # type: ignore[type-arg]
-        return f"[{self.extra['call']}] {msg}", kwargs  # type: ignore[index]
 
 
 def _describe(error: BaseException) -> str:

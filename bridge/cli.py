@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.secrets())
+        configure_logging(settings.log_level, settings.secrets(), settings.log_format)
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
         print(f"bridge: configuration error: {exc}", file=sys.stderr)
@@ -55,7 +55,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
     from .logs import configure_logging
 
-    configure_logging("DEBUG" if args.verbose else "WARNING")
+    configure_logging("DEBUG" if args.verbose else "WARNING", fmt="text")
     return demo_main(
         DemoOptions(
             out=Path(args.out),
@@ -70,7 +70,7 @@ def _emulator(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
 
-    configure_logging("INFO")
+    configure_logging("INFO", fmt="text")
     faults = FaultPlan(
         go_away_at=args.go_away_after,
         go_away_time_left=args.go_away_time_left,

@@ -67,6 +67,7 @@ class Settings:
     gemini_stall_timeout: float
     operator_token: str | None
     log_level: str
+    log_format: str = "json"
     max_concurrent_calls: int | None = None
     drain_timeout: float = 300.0
     twiml_dir: str | None = None
@@ -130,6 +131,13 @@ def _seconds(config: Config, name: str, default: float, low: float, high: float)
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low:g} and {high:g} seconds")
     return value
+
+
+def _log_format(config: Config) -> str:
+    fmt = (_optional(config, "LOG_FORMAT") or "json").lower()
+    if fmt not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT", "must be json or text")
+    return fmt
 
 
 def _existing_file(config: Config, name: str) -> str | None:
@@ -290,6 +298,7 @@ def load_settings(
         gemini_stall_timeout=stall_timeout,
         operator_token=_optional(config, "OPERATOR_TOKEN"),
         log_level=log_level,
+        log_format=_log_format(config),
         twiml_dir=_optional(config, "TWIML_DIR"),
         max_concurrent_calls=max_calls,
         drain_timeout=drain_timeout,

@@ -1,35 +1,92 @@
-"""Logging set-up: one line per event, with every configured secret scrubbed from the output."""
+"""Logging: one line per event, JSON by default, every line of a call tagged with its SIDs,
+and every configured secret scrubbed from the output."""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
+import time
 from collections.abc import Iterable
+from typing import Any
 
 REDACTED = "[redacted]"
 
+# Set once a stream has started; tasks the call creates inherit it, so their lines carry it too.
+call_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "call_context", default=None
+)
 
-class RedactingFormatter(logging.Formatter):
-    """Scrubs secrets after formatting, so tracebacks and third-party messages are covered too."""
 
-    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
-        super().__init__(fmt)
+def tag_call(call_sid: str, stream_sid: str) -> None:
+    call_context.set({"call_sid": call_sid, "stream_sid": stream_sid})
+
+
+class _Scrub:
+    def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is scrubbed whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
 
 
-def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+class RedactingFormatter(logging.Formatter):
+    """Text lines: ``time level logger: [CallSid/StreamSid] message``; secrets scrubbed
+    after formatting, so tracebacks and third-party messages are covered too."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self._scrub = _Scrub(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = call_context.get()
+        if context:
+            head, sep, tail = text.partition(": ")
+            text = f"{head}{sep}[{context['call_sid']}/{context['stream_sid']}] {tail}"
+        return self._scrub(text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, the call's SIDs, an ``event``
+    name and its ``data`` when the caller gave them (``extra=``), and any exception."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._scrub = _Scrub(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = call_context.get()
+        if context:
+            entry.update(context)
+        for key in ("event", "data"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return self._scrub(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def configure_logging(level: str, secrets: Iterable[str] = (), fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
-    )
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(secrets))
+    else:
+        handler.setFormatter(
+            RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+        )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
