@@ -4,13 +4,15 @@ uvicorn closes every WebSocket with 1012 the moment its own shutdown starts,
 which would cut every caller off mid-sentence. So the first SIGTERM (or
 SIGINT) only starts draining (``/ready`` turns 503, new calls get the busy
 answer, running calls get up to DRAIN_TIMEOUT, then a spoken goodbye); uvicorn's
-shutdown begins once that is done. A second signal shuts down at once.
+shutdown begins once that is done. More SIGTERMs are ignored (Kubernetes sends
+one after the preStop hook); a second Ctrl-C shuts down at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -39,6 +41,10 @@ class DrainingServer(uvicorn.Server):
                 self._drain_task.cancel()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None and sig == signal.SIGTERM:
+            # Kubernetes sends SIGTERM again after a preStop hook that already sent one.
+            log.info("already draining; SIGTERM ignored (Ctrl-C twice stops at once)")
+            return
         if self._drain_task is not None or self._loop is None or self.should_exit:
             log.warning("second shutdown signal: closing now")
             super().handle_exit(sig, frame)

@@ -1,0 +1,113 @@
+"""deploy/ is checked against the app: probes hit real routes, env names are real settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from starlette.routing import Route, WebSocketRoute
+
+from bridge.app import create_app
+from bridge.config import load_settings
+from bridge.gemini.endpoint import endpoint_from_settings
+from bridge.metrics import BridgeMetrics
+from bridge.services import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+
+
+def manifests() -> dict[str, dict]:
+    docs = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[doc["kind"]] = doc
+    return docs
+
+
+def app_paths() -> set[str]:
+    env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "t", "GEMINI_API_KEY": "k"}
+    settings = load_settings(env, env_file=None)
+    app = create_app(Services.build(settings, endpoint_from_settings(settings)))
+    return {r.path for r in app.routes if isinstance(r, Route | WebSocketRoute)}
+
+
+def known_settings() -> set[str]:
+    return set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+
+
+def test_every_manifest_parses_and_the_set_is_complete() -> None:
+    docs = manifests()
+    assert set(docs) == {
+        "Deployment",
+        "Service",
+        "Ingress",
+        "Secret",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
+    names = {doc["metadata"]["name"] for doc in docs.values()}
+    assert names == {"gemini-phone-bridge"}
+
+
+def test_deployment_probes_ports_env_and_grace_match_the_app() -> None:
+    docs = manifests()
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    paths = app_paths()
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health" in paths
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready" in paths
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"]["port"] in port_names
+    assert port_names["http"] == 8080
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    settings = known_settings()
+    assert set(env) <= settings
+    secret = docs["Secret"]["stringData"]
+    assert set(secret) <= settings and "TWILIO_AUTH_TOKEN" in secret
+    # Calls must be drained (DRAIN_TIMEOUT) and said goodbye to before the pod is killed.
+    assert pod["terminationGracePeriodSeconds"] > float(env["DRAIN_TIMEOUT"]) + 30
+    assert "SIGTERM" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_service_ingress_and_autoscaler_point_at_real_things() -> None:
+    docs = manifests()
+    paths = app_paths()
+    ingress_paths = [
+        p["path"] for rule in docs["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]
+    ]
+    assert set(ingress_paths) == {"/api/inbound-call", "/voice-stream"} <= paths
+    annotations = docs["Ingress"]["metadata"]["annotations"]
+    assert (
+        int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    )  # an hour-long call
+    assert docs["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+    metric = docs["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    exported = BridgeMetrics().render().decode()
+    assert f"# TYPE {metric} gauge" in exported
+
+
+def test_prometheus_and_grafana_use_the_products_metrics() -> None:
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "scrape.yaml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" in app_paths()
+    assert job["authorization"]["type"] == "Bearer"
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
+    exported = BridgeMetrics().render().decode()
+    families = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"\b(bridge_[a-z_]+)", target["expr"]):
+                base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+                assert base in families or name in families, (panel["title"], name)
+
+
+def test_dockerfile_runs_the_documented_command_as_non_root_with_a_healthcheck() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert 'CMD ["python", "-m", "bridge", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
+    assert re.search(r"^USER bridge$", text, re.M)
+    assert "HEALTHCHECK" in text and "/health" in text
+    assert "FROM python:3.11-slim" in text
