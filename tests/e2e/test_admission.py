@@ -243,3 +243,19 @@ def test_a_call_still_setting_up_when_draining_ends_also_gets_its_goodbye() -> N
             assert caller.result.unplayed_at_close == 0
 
     run(scenario())
+
+
+def test_a_second_sigterm_while_draining_does_not_cut_calls_off() -> None:
+    async def scenario() -> None:
+        async with loopback_deployment(env={"DRAIN_TIMEOUT": "30"}) as d:
+            caller = d.caller()
+            async with caller.dial():
+                await until(lambda: d.services.registry.active_count == 1)
+                d.server.handle_exit(signal.SIGTERM, None)  # e.g. from a preStop hook
+                await until(lambda: d.services.admission.draining)
+                d.server.handle_exit(signal.SIGTERM, None)  # then Kubernetes' own SIGTERM
+                await asyncio.sleep(0.3)
+                assert not d.server.should_exit and d.services.registry.active_count == 1
+            assert caller.result.close_code == 1000
+
+    run(scenario())
