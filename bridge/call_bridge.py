@@ -313,11 +313,13 @@ class CallBridge:
     async def _caller_to_gemini(self) -> CallEnd:
         assert self._link is not None and self._record is not None
         link, record, frames_in = self._link, self._record, self._metrics.frames_in
+        added = self._metrics.added_to_gemini
         to_pcm, turns = self._caller_audio.to_gemini_pcm, self._turns
         while True:
             try:
                 async with asyncio.timeout(IDLE_TIMEOUT_S):
                     frame = await self._receive_frame()
+                received = time.perf_counter()
             except TimeoutError:
                 raise StreamRejected(
                     f"no frame from Twilio for {IDLE_TIMEOUT_S:g} s", CLOSE_POLICY, "idle"
@@ -337,6 +339,7 @@ class CallBridge:
                 turns.on_caller_frame(event.payload, pcm)
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await link.send_audio(pcm)
+                added.observe(time.perf_counter() - received)
                 record.frames_in += 1
                 frames_in.inc()
             elif isinstance(event, Mark):
@@ -373,7 +376,7 @@ class CallBridge:
         assert self._link is not None
         async for message in self._link.messages():
             if message.server_content is not None:
-                await self._on_server_content(message.server_content)
+                await self._on_server_content(message.server_content, time.perf_counter())
             if message.cancelled_tool_call_ids:
                 self._tools.cancel(message.cancelled_tool_call_ids)
             if message.tool_calls:
@@ -383,15 +386,24 @@ class CallBridge:
                 self._log.debug("Gemini sent unknown fields %s", message.unknown_fields)
         return CallEnd.GEMINI_LOST
 
-    async def _on_server_content(self, content: ServerContent) -> None:
+    async def _on_server_content(self, content: ServerContent, received: float) -> None:
         # Order matters when one message combines fields: an interruption applies
         # before any audio that rides with it, and the turn closes after it.
         if content.input_transcription is not None:
             self.transcript.add("caller", content.input_transcription.text)
         if content.interrupted:
             self._turns.on_model_turn_end()
-            await self._barge_in()
-        if content.audio and not self._dropping_turn:
+            await self._barge_in(received)
+        if content.audio and self._dropping_turn:
+            samples = sum(len(chunk) for chunk in content.audio) // 2
+            self._metrics.frames_interrupted.inc(samples / 3 / 160)
+        elif content.audio:
+            # A new answer to the caller's turn: time it from their last voiced frame.
+            answering = (
+                self._turns.last_voiced_at
+                if self._turns.in_turn and not self._model_turn_open
+                else None
+            )
             if not self._model_turn_open:
                 self._turn_started_at = time.monotonic()
             self._model_turn_open = True
@@ -400,6 +412,10 @@ class CallBridge:
             for chunk in content.audio:
                 frames.extend(self._model_audio.to_twilio_frames(chunk))
             await self._send_frames(frames)
+            if frames:
+                self._metrics.added_to_caller.observe(time.perf_counter() - received)
+            if answering is not None:
+                self._metrics.turn_latency_seconds.observe(time.monotonic() - answering)
         if content.output_transcription is not None and not self._dropping_turn:
             self.transcript.add("assistant", content.output_transcription.text)
         if content.generation_complete or content.turn_complete:
@@ -431,7 +447,7 @@ class CallBridge:
         record.frames_out += len(frames)
         self._metrics.frames_out.inc(len(frames))
 
-    async def _barge_in(self) -> None:
+    async def _barge_in(self, received: float) -> None:
         """The caller spoke over the model: stop Twilio's playback, drop the rest of the turn."""
         assert self._record is not None
         self._model_audio.discard()
@@ -439,6 +455,8 @@ class CallBridge:
         if self._playback.is_playing:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await self._ws.send_text(clear_message(self._stream_sid))
+            self._metrics.barge_in_seconds.observe(time.perf_counter() - received)
+            self._metrics.frames_cleared.inc(self._playback.queued_ms / 20)
             self._playback.on_clear()
             self._record.interruptions += 1
             self._metrics.interruptions.inc()

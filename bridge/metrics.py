@@ -80,6 +80,37 @@ class BridgeMetrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
             registry=r,
         )
+        added = Histogram(
+            "bridge_added_latency_seconds",
+            "What the bridge adds per direction: Twilio frame received → sent to Gemini, "
+            "Gemini audio received → sent to Twilio (conversion included)",
+            ["direction"],
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+            registry=r,
+        )
+        self.added_to_gemini = added.labels("caller_to_gemini")
+        self.added_to_caller = added.labels("gemini_to_caller")
+        self.turn_latency_seconds = Histogram(
+            "bridge_turn_latency_seconds",
+            "At the wire: the caller's last voiced frame → the first answer frame sent to Twilio",
+            buckets=(0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10),
+            registry=r,
+        )
+        self.barge_in_seconds = Histogram(
+            "bridge_barge_in_seconds",
+            "Gemini's interrupted received → clear sent to Twilio",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
+            registry=r,
+        )
+        dropped = Counter(
+            "bridge_frames_dropped",
+            "Model audio the caller never heard: 'cleared' from Twilio's buffer on a barge-in, "
+            "'interrupted' (the rest of an interrupted turn, never sent)",
+            ["reason"],
+            registry=r,
+        )
+        self.frames_cleared = dropped.labels("cleared")
+        self.frames_interrupted = dropped.labels("interrupted")
         for outcome in OUTCOMES:
             self.calls.labels(outcome)
 

@@ -90,6 +90,11 @@ class TurnState:
         converter = CallerAudioStream()
         return [converter.to_gemini_pcm(frame) for frame in self._turn_audio]
 
+    @property
+    def last_voiced_at(self) -> float:
+        """When the caller's most recent voiced frame arrived."""
+        return self._last_voiced
+
     def restart_wait(self) -> None:
         """The unanswered turn was just sent again: the wait for its answer starts now."""
         if self.caller_turn_pending:

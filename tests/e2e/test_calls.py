@@ -157,6 +157,9 @@ def test_barge_in_clears_playback_and_drops_the_rest_of_the_turn(burst_factor: f
             assert d.emulator.sessions[0].interruptions == 1
             snapshot = d.services.metrics.render().decode()
             assert "bridge_interruptions_total 1.0" in snapshot
+            assert "bridge_barge_in_seconds_count 1.0" in snapshot
+            cleared = snapshot.split('bridge_frames_dropped_total{reason="cleared"} ')[1].split()[0]
+            assert float(cleared) > 10  # the queued rest of the answer, flushed at Twilio
 
     run(scenario())
 
@@ -258,6 +261,20 @@ def test_stats_and_metrics_show_the_call() -> None:
             assert "bridge_gemini_setup_seconds_count 1.0" in metrics
             assert 'bridge_frames_total{direction="in"}' in metrics
             assert "bridge_active_calls 0.0" in metrics
+
+            # The wire-level figures: what the bridge adds each way, and the turn gap.
+            def value(name: str) -> float:
+                return float(metrics.split(name + " ", 1)[1].split()[0])
+
+            to_gemini = 'bridge_added_latency_seconds_count{direction="caller_to_gemini"}'
+            to_caller = 'bridge_added_latency_seconds_count{direction="gemini_to_caller"}'
+            assert value(to_gemini) > 50 and value(to_caller) >= 1
+            p99_bucket = (
+                'bridge_added_latency_seconds_bucket{direction="caller_to_gemini",le="0.01"}'
+            )
+            assert value(p99_bucket) >= 0.99 * value(to_gemini)  # p99 under 10 ms on loopback
+            assert value("bridge_turn_latency_seconds_count") == 1
+            assert 0.5 < value("bridge_turn_latency_seconds_sum") < 1.5
             status, body = await aget(d, "/health")
             assert status == 200 and json.loads(body) == {"status": "ok"}
 
