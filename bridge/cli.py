@@ -99,6 +99,12 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_phone(args: argparse.Namespace) -> int:
+    from .dev_phone import run
+
+    return run(args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridge", description="A phone bridge between Twilio and Gemini Live."
@@ -117,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reply-seconds", type=float, default=6.0, help="length of each answer")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the server's log")
     demo.set_defaults(run=_demo)
+
+    dev = commands.add_parser(
+        "dev-phone", help="serve through an ngrok tunnel and point your Twilio number at it"
+    )
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.set_defaults(run=_dev_phone)
 
     emulator = commands.add_parser("emulator", help="run the Gemini Live emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
