@@ -44,6 +44,7 @@ from .session import CONFIG_CLOSE_CODES, GeminiSession, GeminiSetupError
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT_S = 5.0  # a socket that will not take a message for this long is stuck
 SWAP_BUFFER_BYTES = 2 * 32000  # 2 s of 16 kHz PCM16 held during a reconnect
 GO_AWAY_MARGIN_S = 3.0  # swap no later than this before Gemini's deadline
 NUDGE_TEXT = "(The caller has finished speaking and is waiting for your answer.)"
@@ -174,8 +175,13 @@ class GeminiLink:
         if self._swapping or self._session is None:
             log.warning("dropped a message to Gemini during a reconnect")
             return
-        with contextlib.suppress(ConnectionClosed):
-            await self._session.send(message)
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self._session.send(message)
+        except ConnectionClosed:
+            pass  # the reader sees the close and reconnects
+        except TimeoutError:
+            log.warning("Gemini did not take a message within %.0f s; dropped it", SEND_TIMEOUT_S)
 
     def _hold(self, pcm16k: bytes) -> None:
         self._held.append(pcm16k)

@@ -88,7 +88,7 @@ async def server_process(emulator: GeminiEmulator, auth_token: str) -> AsyncIter
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("GEMINI_", "TWILIO_", "GOOGLE_"))
+            if not k.startswith(tuple(f"{vendor}_" for vendor in ("GEMINI", "TWILIO", "GOOGLE")))
         },
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TWILIO_AUTH_TOKEN": auth_token,
