@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 
 from .call_bridge import CallBridge
 from .services import Services
+from .status_callback import call_status
 from .webhook import inbound_call
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def create_app(services: Services) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/api/inbound-call", inbound_call, methods=["POST"]),
+            Route("/api/call-status", call_status, methods=["POST"]),
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             WebSocketRoute("/voice-stream", voice_stream),

@@ -96,6 +96,11 @@ class Settings:
         scheme = "wss" if self.public_url.startswith("https://") else "ws"
         return f"{scheme}://{self.public_host}/voice-stream"
 
+    @property
+    def status_callback_url(self) -> str:
+        """Twilio's status callbacks (call and stream) land on the log-only route."""
+        return f"{self.public_url}/api/call-status"
+
     def secrets(self) -> list[str]:
         """Values that must never reach a log line, an error or a metric."""
         values = [

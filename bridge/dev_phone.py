@@ -2,8 +2,8 @@
 
 One command opens an ngrok tunnel to the local server (the ngrok Python SDK
 ships its agent in the wheel), sets PUBLIC_URL to it, points your Twilio
-number's voice webhook at the tunnel through Twilio's REST API, serves, and
-puts the number's previous webhook back on exit.
+number's voice webhook and status callback at the tunnel through Twilio's REST
+API, serves, and puts the number's previous settings back on exit.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ class NumberWebhook:
     sid: str
     voice_url: str
     voice_method: str
+    status_callback: str
+    status_callback_method: str
 
 
 class TwilioNumber:
-    """One incoming phone number's voice webhook: point it somewhere, then put it back."""
+    """One incoming phone number's voice webhook and status callback: point them, then put
+    them back."""
 
     def __init__(self, account_sid: str, auth_token: str, number: str, http_client: Any = None):
         self._client = Client(account_sid, auth_token, http_client=http_client)
@@ -43,10 +46,17 @@ class TwilioNumber:
             raise ConfigError("TWILIO_PHONE_NUMBER", f"{self._number} is not in this account")
         number = found[0]
         self._previous = NumberWebhook(
-            number.sid, number.voice_url or "", number.voice_method or "POST"
+            number.sid,
+            number.voice_url or "",
+            number.voice_method or "POST",
+            number.status_callback or "",
+            number.status_callback_method or "POST",
         )
         self._client.incoming_phone_numbers(number.sid).update(
-            voice_url=f"{public_url}/api/inbound-call", voice_method="POST"
+            voice_url=f"{public_url}/api/inbound-call",
+            voice_method="POST",
+            status_callback=f"{public_url}/api/call-status",
+            status_callback_method="POST",
         )
         return self._previous
 
@@ -55,7 +65,10 @@ class TwilioNumber:
             return
         previous, self._previous = self._previous, None
         self._client.incoming_phone_numbers(previous.sid).update(
-            voice_url=previous.voice_url, voice_method=previous.voice_method
+            voice_url=previous.voice_url,
+            voice_method=previous.voice_method,
+            status_callback=previous.status_callback,
+            status_callback_method=previous.status_callback_method,
         )
 
 

@@ -44,6 +44,12 @@ class BridgeMetrics:
         self.webhooks = Counter(
             "bridge_webhook_requests", "Inbound-call webhooks, by result", ["result"], registry=r
         )
+        self.status_callbacks = Counter(
+            "bridge_twilio_status_callbacks",
+            "Twilio status callbacks: call statuses and stream events, or why one was refused",
+            ["status"],
+            registry=r,
+        )
         self.stream_rejections = Counter(
             "bridge_stream_rejections", "Streams closed before a call began", ["reason"], registry=r
         )

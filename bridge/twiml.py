@@ -70,14 +70,26 @@ def busy_twiml(settings: TwimlSettings) -> str:
 
 
 def connect_stream_twiml(
-    settings: TwimlSettings, stream_url: str, parameters: dict[str, str]
+    settings: TwimlSettings,
+    stream_url: str,
+    parameters: dict[str, str],
+    status_callback: str | None = None,
 ) -> str:
-    """Answer a call: connect it to ``/voice-stream``; the apology plays if the stream ends."""
+    """Answer a call: connect it to ``/voice-stream``; the apology plays if the stream ends.
+
+    The stream's status callback is where Twilio reports a stream that never
+    reached us (TLS or handshake failures), so it goes to the log route.
+    """
     response = VoiceResponse()
     if settings.say_before:
         _say(response, settings.say_before, settings.say_voice)
     connect = Connect()
-    stream = connect.stream(url=stream_url)
+    if status_callback:
+        stream = connect.stream(
+            url=stream_url, status_callback=status_callback, status_callback_method="POST"
+        )
+    else:
+        stream = connect.stream(url=stream_url)
     for name, value in parameters.items():
         if len(name) + len(value) > MAX_PARAMETER_CHARS:
             raise ValueError(f"stream parameter {name!r} is too long for Twilio")

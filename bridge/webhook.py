@@ -68,6 +68,7 @@ async def inbound_call(request: Request) -> Response:
         services.twiml,
         services.settings.stream_url,
         {"callSid": call_sid, "from": caller, "to": called, "token": token},
+        status_callback=services.settings.status_callback_url,
     )
     counter.labels("answered").inc()
     log.info("answering call %s", call_sid)

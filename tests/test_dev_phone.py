@@ -24,6 +24,7 @@ class FakeTwilio(HttpClient):
     def __init__(self) -> None:
         super().__init__(logger=logging.getLogger(__name__), is_async=False)
         self.voice_url = "https://old.example.com/voice"
+        self.status_callback = "https://old.example.com/status"
         self.requests: list[tuple[str, str, dict]] = []
 
     def request(
@@ -43,6 +44,8 @@ class FakeTwilio(HttpClient):
             "phone_number": "+14155550100",
             "voice_url": self.voice_url,
             "voice_method": "POST",
+            "status_callback": self.status_callback,
+            "status_callback_method": "GET",
             "account_sid": ACCOUNT,
         }
         if method == "GET" and uri.endswith("/IncomingPhoneNumbers.json"):
@@ -60,6 +63,7 @@ class FakeTwilio(HttpClient):
             )
         if method == "POST" and uri.endswith(f"/IncomingPhoneNumbers/{NUMBER_SID}.json"):
             self.voice_url = (data or {})["VoiceUrl"]
+            self.status_callback = (data or {})["StatusCallback"]
             return Response(200, json.dumps({**number, "voice_url": self.voice_url}))
         return Response(404, json.dumps({"code": 20404, "message": "not found", "status": 404}))
 
@@ -70,13 +74,18 @@ def test_the_number_points_at_the_tunnel_and_is_restored() -> None:
     previous = number.point_at("https://abc.ngrok.app")
     assert previous.voice_url == "https://old.example.com/voice"
     assert twilio.voice_url == "https://abc.ngrok.app/api/inbound-call"
+    assert twilio.status_callback == "https://abc.ngrok.app/api/call-status"
     number.restore()
     assert twilio.voice_url == "https://old.example.com/voice"
+    assert twilio.status_callback == "https://old.example.com/status"
     posts = [r for r in twilio.requests if r[0] == "POST"]
     assert posts[0][2] == {
         "VoiceUrl": "https://abc.ngrok.app/api/inbound-call",
         "VoiceMethod": "POST",
+        "StatusCallback": "https://abc.ngrok.app/api/call-status",
+        "StatusCallbackMethod": "POST",
     }
+    assert posts[1][2]["StatusCallbackMethod"] == "GET"  # put back as it was
     number.restore()  # once only
     assert len([r for r in twilio.requests if r[0] == "POST"]) == 2
 

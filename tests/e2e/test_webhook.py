@@ -25,8 +25,9 @@ def post(
     content_type: str = "application/x-www-form-urlencoded",
     sign: bool = True,
     query: str = "",
+    route: str = "/api/inbound-call",
 ) -> tuple[int, str]:
-    path = "/api/inbound-call" + (f"?{query}" if query else "")
+    path = route + (f"?{query}" if query else "")
     url = d.public_url + path
     body = urllib.parse.urlencode(params).encode()
     headers = {"Content-Type": content_type}
@@ -78,8 +79,45 @@ def test_good_webhook_gets_connect_stream_twiml_with_parameters() -> None:
                 and params["to"] == GOOD["To"]
             )
             assert params["token"]
+            assert stream.attrib["statusCallback"] == f"{d.public_url}/api/call-status"
 
     asyncio.run(scenario())
+
+
+def test_status_callbacks_are_logged_and_counted_and_forgeries_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stream_error = {
+        "AccountSid": ACCOUNT,
+        "CallSid": GOOD["CallSid"],
+        "StreamSid": "MZ" + "b" * 32,
+        "StreamEvent": "stream-error",
+        "StreamError": "Stream - WebSocket - Handshake Error",
+        "Timestamp": "2026-11-22T06:00:00Z",
+    }
+    completed = {**GOOD, "CallStatus": "completed", "CallDuration": "42"}
+
+    async def scenario() -> None:
+        async with loopback_deployment() as d:
+            route = "/api/call-status"
+            assert await asyncio.to_thread(post, d, stream_error, route=route) == (204, "")
+            assert (await asyncio.to_thread(post, d, completed, route=route))[0] == 204
+            forged = await asyncio.to_thread(post, d, completed, route=route, sign=False)
+            assert forged[0] == 403
+            nonsense = {**GOOD, "CallStatus": "<script>"}
+            assert (await asyncio.to_thread(post, d, nonsense, route=route))[0] == 400
+            metrics = d.services.metrics.render().decode()
+            assert 'bridge_twilio_status_callbacks_total{status="stream-error"} 1.0' in metrics
+            assert 'bridge_twilio_status_callbacks_total{status="completed"} 1.0' in metrics
+            assert 'bridge_twilio_status_callbacks_total{status="forbidden"} 1.0' in metrics
+
+    with caplog.at_level("INFO", logger="bridge.status_callback"):
+        asyncio.run(scenario())
+    records = [r for r in caplog.records if getattr(r, "event", "") == "twilio_status"]
+    assert [r.data["status"] for r in records] == ["stream-error", "completed"]  # type: ignore[attr-defined]
+    assert records[0].levelname == "WARNING"
+    assert records[0].data["error"] == "Stream - WebSocket - Handshake Error"  # type: ignore[attr-defined]
+    assert records[1].data["duration_s"] == 42  # type: ignore[attr-defined]
 
 
 def test_bad_webhooks_get_a_clear_4xx() -> None:
