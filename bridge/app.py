@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 import os
 
@@ -15,6 +13,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .call_bridge import CallBridge
+from .dashboard import dashboard
+from .operator_auth import operator_denial
 from .services import Services
 from .status_callback import call_status
 from .webhook import inbound_call
@@ -38,38 +38,6 @@ async def ready(request: Request) -> Response:
     if reason is not None:
         return JSONResponse({"status": reason}, status_code=503)
     return JSONResponse({"status": "ready"})
-
-
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def operator_denial(request: Request) -> Response | None:
-    """Stats and metrics show phone numbers and internals.
-
-    With OPERATOR_TOKEN set they need ``Authorization: Bearer <token>``;
-    without it they answer loopback clients only.
-    """
-    token = _services(request).settings.operator_token
-    if token:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            return None
-        return JSONResponse(
-            {"error": "operator token required"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if _is_loopback(request.client.host if request.client else None):
-        return None
-    return JSONResponse(
-        {"error": "set OPERATOR_TOKEN to read this from another host"}, status_code=403
-    )
 
 
 def _rss_bytes() -> int | None:
@@ -114,6 +82,7 @@ def create_app(services: Services) -> Starlette:
             Route("/api/call-status", call_status, methods=["POST"]),
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/dashboard", dashboard, methods=["GET"]),
             WebSocketRoute("/voice-stream", voice_stream),
         ]
     )

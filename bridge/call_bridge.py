@@ -174,6 +174,7 @@ class CallBridge:
                 "gemini_setup_ms": record.gemini_setup_ms and round(record.gemini_setup_ms),
                 "interruptions": record.interruptions,
                 "reconnects": record.reconnects,
+                "turn_latencies_ms": [round(ms) for ms in record.turn_latencies_ms],
                 "tool_calls": self._tools.completed + self._tools.failed,
             }
             self._log.info(
@@ -415,7 +416,10 @@ class CallBridge:
             if frames:
                 self._metrics.added_to_caller.observe(time.perf_counter() - received)
             if answering is not None:
-                self._metrics.turn_latency_seconds.observe(time.monotonic() - answering)
+                turn_latency = time.monotonic() - answering
+                self._metrics.turn_latency_seconds.observe(turn_latency)
+                assert self._record is not None
+                self._record.turn_latencies_ms.append(turn_latency * 1000)
         if content.output_transcription is not None and not self._dropping_turn:
             self.transcript.add("assistant", content.output_transcription.text)
         if content.generation_complete or content.turn_complete:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class CallRecord:
     transcript_probe: Callable[[], list[dict[str, str]]] = lambda: []  # the last turns
     gemini_setup_ms: float | None = None
     first_audio_ms: float | None = None
+    turn_latencies_ms: list[float] = field(default_factory=list)  # at the wire, per answer
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,11 @@ class CallRecord:
             "gemini_reconnects": self.reconnects,
             "gemini_setup_ms": _round(self.gemini_setup_ms),
             "first_audio_ms": _round(self.first_audio_ms),
+            "turns": len(self.turn_latencies_ms),
+            "last_turn_ms": _round(self.turn_latencies_ms[-1] if self.turn_latencies_ms else None),
+            "median_turn_ms": _round(
+                statistics.median(self.turn_latencies_ms) if self.turn_latencies_ms else None
+            ),
             "transcript_tail": self.transcript_probe(),
         }
 

@@ -252,6 +252,7 @@ def test_stats_and_metrics_show_the_call() -> None:
                 assert live["caller"] == "+*******0199" and "4155550199" not in body
                 assert live["gemini_state"] == "open" and live["frames_in"] > 50
                 assert live["duration_s"] > 1 and live["started_at"].endswith("Z")
+                assert live["turns"] == 1 and 500 < live["last_turn_ms"] < 1500
                 assert stats["totals"]["active"] == 1
                 status, metrics = await aget(d, "/metrics")
                 assert status == 200 and "bridge_active_calls 1.0" in metrics
@@ -396,6 +397,8 @@ def test_logs_are_json_lines_tagged_with_the_call_one_per_event() -> None:
             figures = ended["data"]
             assert figures["outcome"] == "completed" and figures["frames_out"] == 50
             assert figures["frames_in"] > 100 and figures["reconnects"] == 0
+            (turn_ms,) = figures["turn_latencies_ms"]  # one answer, timed at the wire
+            assert 500 < turn_ms < 1500
             assert any(e.get("event") == "call_started" for e in mine)
             assert all({"ts", "level", "logger", "message"} <= set(e) for e in lines)
 
