@@ -16,6 +16,7 @@ from .call_bridge import CallBridge
 from .dashboard import dashboard
 from .operator_auth import operator_denial
 from .services import Services
+from .softphone import softphone_call, softphone_page
 from .status_callback import call_status
 from .webhook import inbound_call
 
@@ -83,6 +84,8 @@ def create_app(services: Services) -> Starlette:
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/dashboard", dashboard, methods=["GET"]),
+            Route("/softphone", softphone_page, methods=["GET"]),
+            Route("/softphone/call", softphone_call, methods=["POST"]),
             WebSocketRoute("/voice-stream", voice_stream),
         ]
     )

@@ -80,6 +80,7 @@ class Settings:
     tool_timeout: float = 8.0
     personas_file: str | None = None
     log_transcripts: bool = True
+    dev_softphone: bool = False  # GET /softphone: talk to the assistant from a browser
     vad: dict[str, Any] | None = None  # realtimeInputConfig.automaticActivityDetection
 
     @property
@@ -320,5 +321,6 @@ def load_settings(
         tool_timeout=_seconds(config, "TOOL_TIMEOUT", 8.0, 0.5, 120),
         personas_file=_existing_file(config, "PERSONAS_FILE"),
         log_transcripts=_flag(config, "LOG_TRANSCRIPTS", True),
+        dev_softphone=_flag(config, "DEV_SOFTPHONE", False),
         vad=_vad(config),
     )

@@ -62,7 +62,7 @@ async def inbound_call(request: Request) -> Response:
 
     caller, called = params.get("From", ""), params.get("To", "")
     if services.settings.prewarm:
-        _prewarm(services, call_sid, called)
+        prewarm_call(services, call_sid, called)
     token = services.stream_tokens.mint(call_sid, caller, called)
     twiml = connect_stream_twiml(
         services.twiml,
@@ -75,7 +75,7 @@ async def inbound_call(request: Request) -> Response:
     return Response(twiml, media_type="application/xml")
 
 
-def _prewarm(services: Services, call_sid: str, called: str) -> None:
+def prewarm_call(services: Services, call_sid: str, called: str) -> None:
     """Open this call's Gemini session (and ask for its greeting) while Twilio connects."""
     persona = services.personas.for_number(called)
     declarations = [tool.declaration() for tool in services.tools_for(persona, None)]
