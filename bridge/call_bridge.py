@@ -68,6 +68,7 @@ from .twilio.media_streams import (
     parse_twilio_event,
 )
 from .twilio.rest import TwilioCallError
+from .wire_watch import WireWatch
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class CallBridge:
         self._caller_audio = CallerAudioStream()
         self._model_audio = ModelAudioStream()
         self._playback = PlaybackTracker()
+        self._watch = WireWatch(IDLE_TIMEOUT_S, SEND_TIMEOUT_S)
         self._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST)
         self._stream_sid = ""
         self._call_sid = ""
@@ -253,9 +255,11 @@ class CallBridge:
         self._log.info("Gemini session open in %.0f ms", link.setup_seconds * 1000)
 
         self._ready.set()
+        self._watch.last_frame = time.perf_counter()
         pumps = [
             asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
             asyncio.create_task(self._gemini_to_caller(), name="gemini_to_caller"),
+            asyncio.create_task(self._watch.run(), name="wire_watch"),
         ]
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -316,17 +320,14 @@ class CallBridge:
         link, record, frames_in = self._link, self._record, self._metrics.frames_in
         added = self._metrics.added_to_gemini
         to_pcm, turns = self._caller_audio.to_gemini_pcm, self._turns
+        watch = self._watch
         while True:
             try:
-                async with asyncio.timeout(IDLE_TIMEOUT_S):
-                    frame = await self._receive_frame()
-                received = time.perf_counter()
-            except TimeoutError:
-                raise StreamRejected(
-                    f"no frame from Twilio for {IDLE_TIMEOUT_S:g} s", CLOSE_POLICY, "idle"
-                ) from None
+                frame = await self._receive_frame()
             except WebSocketDisconnect:
                 return CallEnd.CALLER_HUNG_UP
+            received = time.perf_counter()
+            watch.last_frame = received
             try:
                 event = parse_twilio_event(frame)
             except ProtocolError as exc:
@@ -338,8 +339,9 @@ class CallBridge:
                     continue
                 pcm = to_pcm(event.payload)
                 turns.on_caller_frame(event.payload, pcm)
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await link.send_audio(pcm)
+                watch.sending_to_gemini = received
+                await link.send_audio(pcm)
+                watch.sending_to_gemini = None
                 added.observe(time.perf_counter() - received)
                 record.frames_in += 1
                 frames_in.inc()
@@ -424,7 +426,7 @@ class CallBridge:
             self.transcript.add("assistant", content.output_transcription.text)
         if content.generation_complete or content.turn_complete:
             if not self._dropping_turn:
-                await self._send_frames(self._model_audio.flush())
+                await self._send_frames(self._model_audio.flush(), end_of_turn=True)
         if content.turn_complete:
             if self._turn_started_at is not None:
                 self._spoken_turn_started_at = self._turn_started_at
@@ -434,15 +436,21 @@ class CallBridge:
             self._turns.on_model_turn_end()
             self.transcript.end_turn()
 
-    async def _send_frames(self, frames: list[bytes]) -> None:
+    async def _send_frames(self, frames: list[bytes], *, end_of_turn: bool = False) -> None:
+        mark = self._playback.on_sent(len(frames), end_of_turn=end_of_turn)
         if not frames:
+            if mark is not None:  # the turn's last frames went out unmarked
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await self._ws.send_text(mark_message(self._stream_sid, mark))
             return
         assert self._record is not None
-        sid = self._stream_sid
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            for frame in frames:
-                await self._ws.send_text(media_message(sid, frame))
-            await self._ws.send_text(mark_message(sid, self._playback.next_mark(len(frames))))
+        sid, send, watch = self._stream_sid, self._ws.send_text, self._watch
+        watch.sending_to_caller = time.perf_counter()
+        for frame in frames:
+            await send(media_message(sid, frame))
+        if mark is not None:
+            await send(mark_message(sid, mark))
+        watch.sending_to_caller = None
         record = self._record
         if record.first_audio_ms is None:
             record.first_audio_ms = (time.monotonic() - record.started_mono) * 1000

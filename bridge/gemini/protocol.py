@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,10 +31,13 @@ class GeminiProtocolError(ValueError):
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
+@functools.cache
 def _snake(camel: str) -> str:
+    # Cached: every absent field of every message asks for its snake_case twin.
     return _SNAKE.sub("_", camel).lower()
 
 
+@functools.lru_cache(maxsize=1024)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)

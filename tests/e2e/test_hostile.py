@@ -159,3 +159,17 @@ def test_secrets_never_reach_logs_stats_metrics_or_the_caller() -> None:
             assert caller.result.close_reason and api_key not in caller.result.close_reason
 
     run(scenario())
+
+
+def test_a_stream_that_falls_silent_is_closed_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bridge.call_bridge
+
+    monkeypatch.setattr(bridge.call_bridge, "IDLE_TIMEOUT_S", 1.0)
+
+    async def scenario() -> None:
+        async with loopback_deployment() as d:
+            assert await hostile_call(d, [media()]) == 1008  # one frame, then nothing
+            text = d.services.metrics.render().decode()
+            assert 'bridge_stream_rejections_total{reason="idle"} 1.0' in text
+
+    run(scenario())
