@@ -209,3 +209,27 @@ def test_bad_server_messages_raise(raw: str) -> None:
 def test_bad_client_messages_raise(raw: str) -> None:
     with pytest.raises(GeminiProtocolError):
         parse_client_message(raw)
+
+
+def test_the_audio_only_fast_path_reads_what_the_general_parser_reads() -> None:
+    from bridge.gemini import protocol
+
+    chunk = bytes(range(256)) * 3
+    cases = [
+        protocol.server_content_message(audio=chunk),
+        '{"server_content":{"model_turn":{"parts":[{"inline_data":{"mime_type":"audio/pcm;rate=24000","data":"AAEC"}}]}}}',
+        '{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm","data":"AA-_"}},'
+        '{"inlineData":{"mimeType":"audio/pcm","data":"AAE"}}]}}}',
+        '{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"image/png","data":"AA"}}]}}}',
+        '{"serverContent":{"modelTurn":{"parts":[{"text":"hi"}]},"turnComplete":true}}',
+    ]
+    fast_path = protocol._audio_only
+    for case in cases:
+        fast = protocol.parse_server_message(case)
+        protocol._audio_only = lambda raw: None  # type: ignore[assignment]
+        try:
+            general = protocol.parse_server_message(case)
+        finally:
+            protocol._audio_only = fast_path
+        assert fast == general, case
+    assert protocol.parse_server_message(cases[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
