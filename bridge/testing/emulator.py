@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -122,6 +123,9 @@ class EmulatorOptions:
     faults_by_connection: dict[int, FaultPlan] = field(default_factory=dict)  # by index, from 0
     reject_unknown_handles: bool = True
     tool_script: list[ScriptedToolCall] = field(default_factory=list)
+    # The benchmark's Gemini: every audio chunk comes straight back (16 kHz PCM as 24 kHz,
+    # anything else as it came), timed on arrival and departure; nothing else is kept.
+    echo: bool = False
 
 
 @dataclass
@@ -145,6 +149,9 @@ class EmulatedSession:
     interruptions: int = 0
     close_code: int | None = None
     close_reason: str = ""
+    keypad: str = ""  # digits seen in keypad texts (echo mode: the benchmark's call id)
+    echo_in: list[tuple[float, int]] = field(default_factory=list)  # (arrived, bytes)
+    echo_out: list[float] = field(default_factory=list)  # when each echo was sent
 
 
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:
@@ -192,6 +199,40 @@ class _Vad:
                         self.in_speech = False
                         events.append("end")
         return events
+
+
+class _Echo:
+    """Echo mode: each audio chunk is sent straight back, for the benchmark."""
+
+    def __init__(self, ws: ServerConnection, session: EmulatedSession) -> None:
+        self._ws = ws
+        self._session = session
+        self._last = 0.0  # the previous chunk's last sample, for the 16 → 24 kHz interpolation
+
+    def _to_24k(self, pcm16k: bytes) -> bytes:
+        """Linear interpolation, one input sample late (62.5 µs): no lookahead, no filter."""
+        samples = np.frombuffer(pcm16k, dtype="<i2").astype(np.float32)
+        n = len(samples)
+        known = np.concatenate(([self._last], samples))
+        self._last = float(samples[-1]) if n else self._last
+        at = np.arange(n * 3 // 2, dtype=np.float32) * (2 / 3)
+        return np.interp(at, np.arange(n + 1), known).astype("<i2").tobytes()
+
+    async def run(self) -> None:
+        session, ws = self._session, self._ws
+        digits = re.compile(r"\d")
+        async for raw in ws:
+            arrived = time.monotonic()
+            message = parse_client_message(raw)
+            if message.audio is not None:
+                audio = message.audio
+                if (message.audio_mime or "").endswith("rate=16000"):
+                    audio = self._to_24k(audio)
+                session.echo_in.append((arrived, len(message.audio)))
+                await ws.send(server_content_message(audio=audio))
+                session.echo_out.append(time.monotonic())
+            elif message.text is not None:
+                session.keypad += "".join(digits.findall(message.text))
 
 
 class _Conversation:
@@ -475,6 +516,9 @@ class GeminiEmulator:
                 await _close(ws, 1011, "The service is currently unavailable.")
                 return
             await ws.send(setup_complete_message(secrets.token_hex(8)))
+            if self.options.echo:
+                await _Echo(ws, session).run()
+                return
             conversation = _Conversation(ws, session, self.options, lambda: self._issue(ws))
             self._conversations[ws] = conversation
             fault_task = asyncio.create_task(self._inject(ws, conversation, faults))

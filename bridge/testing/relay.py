@@ -1,0 +1,109 @@
+"""The benchmark's baseline: a bare relay on the bridge's own stack.
+
+Same uvicorn, Starlette and websockets as the bridge, the same frames each way,
+but no audio conversion, no token, no metrics, no marks, no bookkeeping: what
+is left is the floor the stack itself sets. The bridge is measured against it.
+
+Run: ``python -m bridge.testing.relay --port P --gemini-url URL --api-key KEY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..config import DEFAULT_MODEL
+from ..gemini.protocol import SessionConfig, setup_message
+
+
+def relay_app(gemini_url: str, api_key: str) -> Starlette:
+    setup = setup_message(
+        SessionConfig(model=f"models/{DEFAULT_MODEL}", voice="Kore", system_prompt="relay")
+    )
+
+    async def relay(twilio: WebSocket) -> None:
+        await twilio.accept()
+        stream_sid = ""
+        while not stream_sid:  # connected, then start
+            message = json.loads(await twilio.receive_text())
+            if message.get("event") == "start":
+                stream_sid = message["streamSid"]
+        async with websockets.connect(
+            gemini_url,
+            additional_headers={"x-goog-api-key": api_key},
+            compression=None,
+            max_size=1 << 22,
+        ) as gemini:
+            await gemini.send(setup)
+            await gemini.recv()  # setupComplete
+
+            async def up() -> None:
+                while True:
+                    message = json.loads(await twilio.receive_text())
+                    event = message.get("event")
+                    if event == "media":
+                        await gemini.send(
+                            '{"realtimeInput":{"audio":{"mimeType":"audio/x-mulaw;rate=8000",'
+                            f'"data":"{message["media"]["payload"]}"}}}}}}'
+                        )
+                    elif event == "dtmf":
+                        text = json.dumps({"realtimeInput": {"text": message["dtmf"]["digit"]}})
+                        await gemini.send(text)
+                    elif event == "stop":
+                        return
+
+            async def down() -> None:
+                async for raw in gemini:
+                    content = json.loads(raw).get("serverContent", {})
+                    for part in content.get("modelTurn", {}).get("parts", []):
+                        payload = part["inlineData"]["data"]
+                        await twilio.send_text(
+                            f'{{"event":"media","streamSid":"{stream_sid}",'
+                            f'"media":{{"payload":"{payload}"}}}}'
+                        )
+
+            tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            except WebSocketDisconnect:
+                pass
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await twilio.close()
+
+    return Starlette(routes=[WebSocketRoute("/voice-stream", relay)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--gemini-url", required=True)
+    parser.add_argument("--api-key", required=True)
+    args = parser.parse_args()
+    # The bridge's own uvicorn settings (bridge/cli.py), so only the app differs.
+    uvicorn.run(
+        relay_app(args.gemini_url, args.api_key),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=128 * 1024,
+        lifespan="off",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""What the bridge adds to a call, at the wire, against a bare relay on the same stack.
+
+    .venv/bin/python scripts/bench.py                      # the sweep, bridge and relay
+    .venv/bin/python scripts/bench.py --calls 50           # one step each
+    .venv/bin/python scripts/bench.py --workers 2          # two server processes
+    .venv/bin/python scripts/bench.py --json bench.json --plot docs/bench-p99.png
+
+Method and figures: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bridge.testing.bench import (
+    LADDER,
+    StepResult,
+    emulator_process,
+    machine,
+    micro_benchmark,
+    profile_summary,
+    run_step,
+    sweep,
+    table,
+    write_json,
+)
+
+
+def plot(steps: list[StepResult], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for mode, colour in (("bridge", "tab:blue"), ("relay", "tab:gray")):
+        for servers, style in ((1, "-o"), (2, "--s")):
+            mine = sorted(
+                (s for s in steps if s.mode == mode and s.servers == servers), key=lambda s: s.calls
+            )
+            if mine:
+                label = f"{mode}" + (f" ({servers} processes)" if servers > 1 else "")
+                ax.plot(
+                    [s.calls for s in mine],
+                    [s.round_trip_ms.p99 for s in mine],
+                    style,
+                    color=colour,
+                    label=label,
+                )
+    ax.axhline(20, color="tab:red", linewidth=1, linestyle=":", label="20 ms limit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent full-duplex calls")
+    ax.set_ylabel("p99 added round trip (ms)")
+    ax.set_title("What the server adds to a call, at the wire")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="each step's speaking time")
+    parser.add_argument("--calls", type=int, nargs="*", help="only these steps (no sweep)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (round-robin)")
+    parser.add_argument("--no-relay", action="store_true", help="skip the bare relay baseline")
+    parser.add_argument("--json", help="write the whole report here")
+    parser.add_argument("--plot", help="write the p99 plot (PNG) here")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="with --calls: py-spy the (first) server, stacks to FILE"
+    )
+    args = parser.parse_args(argv)
+
+    report: dict[str, Any] = {"machine": machine(), "seconds_per_step": args.seconds}
+    print(f"machine: {report['machine']}", flush=True)
+    report["per_frame_us"] = micro_benchmark()
+    print(f"per-frame path (µs per 20 ms frame, no sockets): {report['per_frame_us']}", flush=True)
+
+    modes = ["bridge"] if args.no_relay else ["bridge", "relay"]
+    steps: list[StepResult] = []
+    best: dict[str, int] = {}
+    with emulator_process() as emulator:
+        for mode in modes:
+            print(f"\n== {mode}", flush=True)
+
+            def show(step: StepResult) -> None:
+                print(table([step]).splitlines()[1], flush=True)
+
+            print(table([]), flush=True)
+            if args.calls:
+                for calls in args.calls:
+                    profile = f"{args.profile}.{mode}.{calls}" if args.profile else None
+                    step = run_step(
+                        mode, calls, args.seconds, emulator, args.workers, profile=profile
+                    )
+                    show(step)
+                    steps.append(step)
+                    if profile:
+                        print(f"  profile of the {mode} server (own % / inclusive %), {profile}:")
+                        for name, own, inclusive in profile_summary(profile):
+                            print(f"    {own:5.1f}  {inclusive:5.1f}  {name}")
+            else:
+                mine, best[mode] = sweep(
+                    mode,
+                    emulator,
+                    args.seconds,
+                    servers=args.workers,
+                    ladder=LADDER,
+                    on_step=show,
+                )
+                steps.extend(mine)
+
+    report["steps"] = steps
+    print("\n" + table(steps))
+    if best:
+        report["max_calls"] = best
+        print(f"\nlargest N with p99 round trip < 20 ms and no frame lost: {best}")
+        if best.get("relay"):
+            ratio = best["bridge"] / best["relay"]
+            report["bridge_vs_relay"] = round(ratio, 3)
+            print(f"bridge / relay: {ratio:.0%} (target ≥ 80%)")
+    if args.json:
+        write_json(args.json, report)
+    if args.plot:
+        plot(steps, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The benchmark: its smoke run reports every figure, and its checks can fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bridge.testing.bench import _content_check, _frame_times
+from bridge.testing.bench_callers import FRAME_BYTES, caller_signal
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--calls", "5", "--seconds", "5", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["per_frame_us"]) == {"caller_to_gemini_us", "gemini_to_caller_us"}
+    assert all(v > 0 for v in report["per_frame_us"].values())
+    assert [s["mode"] for s in report["steps"]] == ["bridge", "relay"]
+    for step in report["steps"]:
+        assert step["calls"] == 5 and step["frames_sent"] == 5 * 250
+        for direction in ("caller_to_gemini_ms", "gemini_to_caller_ms", "round_trip_ms"):
+            figures = step[direction]
+            assert set(figures) == {"p50", "p95", "p99", "max"}
+            assert all(math.isfinite(v) and v > 0 for v in figures.values())
+        for name in ("frames_lost", "frames_late", "frames_reordered", "underruns"):
+            assert isinstance(step[name], int)
+        assert step["cpu_s_per_call_minute"] > 0 and math.isfinite(step["rss_per_call_mb"])
+    bridge, relay = report["steps"]
+    # The content check sees the resamplers' delay: 1.44 ms + 1.5 ms, plus the echo's 0.06 ms.
+    assert bridge["content_delay_ms"] == 3.0 and relay["content_delay_ms"] == 0.0
+    assert "round trip" in result.stdout and "relay" in result.stdout
+
+
+def test_content_check_finds_frames_out_of_place_and_other_calls_audio() -> None:
+    frames = 200
+    own = caller_signal(7, frames)
+    assert _content_check(7, frames, own) == (0, 0)
+    delayed = bytes([0xFF]) * 24 + own[:-24]  # 3 ms late, as through the bridge
+    assert _content_check(7, frames, delayed) == (0, 24)
+
+    chunks = [own[i : i + FRAME_BYTES] for i in range(0, len(own), FRAME_BYTES)]
+    chunks[50], chunks[51] = chunks[51], chunks[50]  # two frames swapped
+    chunks[120] = caller_signal(8, frames)[120 * FRAME_BYTES : 121 * FRAME_BYTES]  # crosstalk
+    assert _content_check(7, frames, b"".join(chunks))[0] == 3
+
+
+def test_frames_are_timed_by_the_arrival_of_their_last_byte() -> None:
+    events = [(1.0, 160), (2.0, 320), (3.0, 100)]
+    times = _frame_times(events, 160, 5)
+    assert list(times[:3]) == [1.0, 2.0, 2.0]
+    assert np.isnan(times[3]) and np.isnan(times[4])
