@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="each step's speaking time")
     parser.add_argument("--calls", type=int, nargs="*", help="only these steps (no sweep)")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (round-robin)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="server processes, calls round-robin (several: one sweep each; the relay runs at 1)",
+    )
     parser.add_argument("--no-relay", action="store_true", help="skip the bare relay baseline")
     parser.add_argument("--json", help="write the whole report here")
     parser.add_argument("--plot", help="write the p99 plot (PNG) here")
@@ -85,37 +91,32 @@ def main(argv: list[str] | None = None) -> int:
     report["per_frame_us"] = micro_benchmark()
     print(f"per-frame path (µs per 20 ms frame, no sockets): {report['per_frame_us']}", flush=True)
 
-    modes = ["bridge"] if args.no_relay else ["bridge", "relay"]
+    runs = [("bridge", w) for w in args.workers]
+    if not args.no_relay:
+        runs.insert(1, ("relay", 1))
     steps: list[StepResult] = []
     best: dict[str, int] = {}
+
+    def show(step: StepResult) -> None:
+        print(table([step]).splitlines()[1], flush=True)
+
     with emulator_process() as emulator:
-        for mode in modes:
-            print(f"\n== {mode}", flush=True)
-
-            def show(step: StepResult) -> None:
-                print(table([step]).splitlines()[1], flush=True)
-
-            print(table([]), flush=True)
+        for mode, workers in runs:
+            name = mode if workers == 1 else f"{mode}×{workers}"
+            print(f"\n== {name}\n{table([])}", flush=True)
             if args.calls:
                 for calls in args.calls:
                     profile = f"{args.profile}.{mode}.{calls}" if args.profile else None
-                    step = run_step(
-                        mode, calls, args.seconds, emulator, args.workers, profile=profile
-                    )
+                    step = run_step(mode, calls, args.seconds, emulator, workers, profile=profile)
                     show(step)
                     steps.append(step)
                     if profile:
                         print(f"  profile of the {mode} server (own % / inclusive %), {profile}:")
-                        for name, own, inclusive in profile_summary(profile):
-                            print(f"    {own:5.1f}  {inclusive:5.1f}  {name}")
+                        for function, own, inclusive in profile_summary(profile):
+                            print(f"    {own:5.1f}  {inclusive:5.1f}  {function}")
             else:
-                mine, best[mode] = sweep(
-                    mode,
-                    emulator,
-                    args.seconds,
-                    servers=args.workers,
-                    ladder=LADDER,
-                    on_step=show,
+                mine, best[name] = sweep(
+                    mode, emulator, args.seconds, servers=workers, ladder=LADDER, on_step=show
                 )
                 steps.extend(mine)
 
