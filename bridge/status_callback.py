@@ -17,10 +17,10 @@ from starlette.responses import PlainTextResponse, Response
 
 from .services import Services
 from .twilio.media_streams import is_valid_sid
+from .twilio_form import signed_twilio_form
 
 log = logging.getLogger(__name__)
 
-MAX_FORM_BYTES = 64 * 1024
 _WORD = re.compile(r"^[a-z-]{1,32}$")
 MAX_ERROR_CHARS = 300
 
@@ -28,18 +28,9 @@ MAX_ERROR_CHARS = 300
 async def call_status(request: Request) -> Response:
     services: Services = request.app.state.services
     counter = services.metrics.status_callbacks
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        counter.labels("too_large").inc()
-        return PlainTextResponse("request too large\n", status_code=413)
-    params: dict[str, str] = {}
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        params = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    url = services.signatures.url_for(request.url.path, request.url.query)
-    if not services.signatures.is_valid(url, params, request.headers.get("x-twilio-signature")):
-        counter.labels("forbidden").inc()
-        log.warning("status callback refused: missing or bad X-Twilio-Signature")
-        return PlainTextResponse("forbidden\n", status_code=403)
+    params = await signed_twilio_form(request, services, counter, "status callback")
+    if isinstance(params, Response):
+        return params
 
     call_sid = params.get("CallSid", "")
     if not is_valid_sid(call_sid, "CA"):

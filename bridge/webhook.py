@@ -11,34 +11,18 @@ from .gemini.protocol import client_content_message
 from .gemini.session import GeminiSession
 from .services import Services
 from .twilio.media_streams import is_valid_sid
+from .twilio_form import signed_twilio_form
 from .twiml import busy_twiml, connect_stream_twiml
 
 log = logging.getLogger(__name__)
-
-MAX_FORM_BYTES = 64 * 1024
 
 
 async def inbound_call(request: Request) -> Response:
     services: Services = request.app.state.services
     counter = services.metrics.webhooks
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        counter.labels("too_large").inc()
-        return PlainTextResponse("request too large\n", status_code=413)
-    content_type = request.headers.get("content-type", "")
-    params: dict[str, str] = {}
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        params = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-
-    # The URL Twilio signed is the public one: behind ngrok or a proxy the Host differs.
-    url = services.signatures.url_for(request.url.path, request.url.query)
-    if not services.signatures.is_valid(url, params, request.headers.get("x-twilio-signature")):
-        counter.labels("forbidden").inc()
-        log.warning("webhook refused: missing or bad X-Twilio-Signature")
-        return PlainTextResponse("forbidden\n", status_code=403)
-    if not content_type.startswith("application/x-www-form-urlencoded"):
-        counter.labels("bad_request").inc()
-        return PlainTextResponse("expected a form-encoded Twilio webhook\n", status_code=415)
+    params = await signed_twilio_form(request, services, counter, "webhook")
+    if isinstance(params, Response):
+        return params
 
     call_sid = params.get("CallSid", "")
     if not is_valid_sid(call_sid, "CA"):
