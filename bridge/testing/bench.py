@@ -358,6 +358,7 @@ def run_step(
             ),
         )
         load.start()
+        child.close()  # ours closed, a dead child's end closing means EOFError, not a hang
         try:
             kind, value = parent.recv()
             if kind == "error":
@@ -473,6 +474,7 @@ def emulator_process() -> Iterator[Emulator]:
     parent, child = ctx.Pipe()
     process = ctx.Process(target=_emulator_main, args=(child,), daemon=True)
     process.start()
+    child.close()
     try:
         url = parent.recv()
         yield Emulator(parent, url, process.pid or 0)
