@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .services import Services
-from .twilio.media_streams import is_valid_sid
 from .twilio_form import signed_twilio_form
 
 log = logging.getLogger(__name__)
@@ -32,10 +31,7 @@ async def call_status(request: Request) -> Response:
     if isinstance(params, Response):
         return params
 
-    call_sid = params.get("CallSid", "")
-    if not is_valid_sid(call_sid, "CA"):
-        counter.labels("bad_request").inc()
-        return PlainTextResponse("missing or malformed CallSid\n", status_code=400)
+    call_sid = params["CallSid"]
     stream_event = params.get("StreamEvent", "")
     status = stream_event or params.get("CallStatus", "")
     if not _WORD.match(status):
