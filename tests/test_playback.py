@@ -1,10 +1,18 @@
-"""Mark bookkeeping: what is still queued at Twilio."""
+"""Playback bookkeeping: what is still queued at Twilio, from mark echoes and the clock."""
 
-from bridge.playback import PlaybackTracker
+from bridge.playback import UNMARKED_GRACE_S, PlaybackTracker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_marks_track_what_has_played() -> None:
-    tracker = PlaybackTracker()
+    tracker = PlaybackTracker(Clock())
     first = tracker.next_mark(10)
     second = tracker.next_mark(5)
     assert tracker.is_playing and tracker.queued_ms == 300
@@ -15,7 +23,7 @@ def test_marks_track_what_has_played() -> None:
 
 
 def test_a_later_echo_covers_earlier_marks_and_unknown_names_are_ignored() -> None:
-    tracker = PlaybackTracker()
+    tracker = PlaybackTracker(Clock())
     tracker.next_mark(1)
     last = tracker.next_mark(1)
     tracker.on_mark("from-another-life")
@@ -25,7 +33,7 @@ def test_a_later_echo_covers_earlier_marks_and_unknown_names_are_ignored() -> No
 
 
 def test_clear_empties_the_queue_and_late_echoes_change_nothing() -> None:
-    tracker = PlaybackTracker()
+    tracker = PlaybackTracker(Clock())
     name = tracker.next_mark(50)
     tracker.on_clear()
     assert not tracker.is_playing and tracker.queued_ms == 0
@@ -33,15 +41,41 @@ def test_clear_empties_the_queue_and_late_echoes_change_nothing() -> None:
     assert tracker.frames_played == tracker.frames_sent == 50
 
 
-def test_marks_are_sparse_but_the_end_of_a_turn_is_always_marked() -> None:
-    tracker = PlaybackTracker()
-    assert tracker.on_sent(1) == "m1"  # nothing outstanding: mark at once
-    marks = [tracker.on_sent(1) for _ in range(11)]  # 20 ms chunks while m1 is pending
-    assert [m for m in marks if m] == ["m2", "m3"]  # one per 100 ms of audio
-    assert tracker.is_playing and tracker.queued_ms == 12 * 20
-    tracker.on_mark("m3")
-    assert tracker.is_playing  # one frame went out after m3: still counted as playing
-    assert tracker.on_sent(0, end_of_turn=True) == "m4"  # the turn's tail gets its mark
+def test_one_mark_per_turn_after_its_last_frame() -> None:
+    clock = Clock()
+    tracker = PlaybackTracker(clock)
+    marks = []
+    for _ in range(50):  # a second of audio, in real time
+        marks.append(tracker.on_sent(1))
+        clock.now += 0.02
+    assert marks == [None] * 50  # no mark within the turn
+    assert tracker.on_sent(1, end_of_turn=True) == "m1"  # the turn's tail gets its mark
     assert tracker.on_sent(0, end_of_turn=True) is None  # nothing new, no mark
-    tracker.on_mark("m4")
+    clock.now += 60  # however long Twilio takes, the turn plays until its mark comes back
+    assert tracker.is_playing
+    tracker.on_mark("m1")
     assert not tracker.is_playing and tracker.queued_ms == 0
+
+
+def test_within_a_turn_the_clock_says_what_is_queued() -> None:
+    clock = Clock()
+    tracker = PlaybackTracker(clock)
+    tracker.on_sent(100)  # 2 s of audio arrive at once, faster than real time
+    clock.now += 0.5
+    assert tracker.is_playing and tracker.queued_ms == 1500
+    tracker.on_sent(50)  # one more second joins the back of Twilio's queue
+    assert tracker.queued_ms == 2500
+    clock.now += 2.5
+    assert tracker.queued_ms == 0
+    assert tracker.is_playing  # unconfirmed: the network and Twilio's buffer get a grace
+    clock.now += UNMARKED_GRACE_S + 0.01
+    assert not tracker.is_playing  # e.g. a turn cut short by a reconnect, never marked
+
+
+def test_playing_resumes_from_now_after_a_gap() -> None:
+    clock = Clock()
+    tracker = PlaybackTracker(clock)
+    tracker.on_sent(10)
+    clock.now += 5  # the buffer ran dry long ago
+    tracker.on_sent(10)
+    assert tracker.queued_ms == 200

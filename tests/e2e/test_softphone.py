@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 
 
 def caller_wav(directory: Path) -> Path:
-    """The bundled caller sample, then silence so Gemini's VAD hears the turn end
-    (Chromium loops the file)."""
+    """The bundled caller sample twice: the first time with 6 s of silence after it, for a
+    4 s answer to play out whole (its mark comes back played); the second with 2.5 s, so
+    Chromium's loop speaks over the next answer (a barge-in: its mark comes back cleared)."""
     source = resources.files("bridge.testing").joinpath("data/caller_barge_in.wav")
     with wave.open(str(source), "rb") as wav:
         rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
@@ -30,7 +31,7 @@ def caller_wav(directory: Path) -> Path:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(frames + bytes(2 * int(rate * 2.5)))
+        out.writeframes(frames + bytes(2 * int(rate * 6)) + frames + bytes(2 * int(rate * 2.5)))
     return path
 
 
@@ -67,7 +68,7 @@ def test_softphone_talks_to_the_assistant_over_the_media_streams_protocol(tmp_pa
             (live,) = d.services.registry.snapshot()["active_calls"]
             assert live["gemini_state"] == "open"
 
-            # The assistant's answer reaches the page and plays: marks come back played.
+            # The assistant's answer reaches the page and plays out: its mark comes back played.
             await page.wait_for(
                 "window.softphone.received >= 40 && window.softphone.marksPlayed >= 1", timeout=15
             )
@@ -82,8 +83,8 @@ def test_softphone_talks_to_the_assistant_over_the_media_streams_protocol(tmp_pa
             )
             assert loudest > 1000
 
-            # The file loops: the caller speaks again over the 4 s answer and cuts it off.
-            # Its queued audio is dropped and the pending marks echoed as cleared (as Twilio).
+            # The file loops: the caller speaks again over the second answer and cuts it off.
+            # Its queued audio is dropped and its pending mark echoed as cleared (as Twilio).
             await page.wait_for(
                 "window.softphone.clears >= 1 && window.softphone.marksCleared >= 1", timeout=15
             )
