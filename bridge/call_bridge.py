@@ -317,8 +317,8 @@ class CallBridge:
 
     async def _caller_to_gemini(self) -> CallEnd:
         assert self._link is not None and self._record is not None
-        link, record, frames_in = self._link, self._record, self._metrics.frames_in
-        added = self._metrics.added_to_gemini
+        link, record, per_frame = self._link, self._record, self._metrics.per_frame
+        added = per_frame.added_to_gemini
         to_pcm, turns = self._caller_audio.to_gemini_pcm, self._turns
         watch = self._watch
         while True:
@@ -344,7 +344,7 @@ class CallBridge:
                 watch.sending_to_gemini = None
                 added.observe(time.perf_counter() - received)
                 record.frames_in += 1
-                frames_in.inc()
+                per_frame.frames_in += 1
             elif isinstance(event, Mark):
                 self._playback.on_mark(event.name)
             elif isinstance(event, Stop):
@@ -416,7 +416,7 @@ class CallBridge:
                 frames.extend(self._model_audio.to_twilio_frames(chunk))
             await self._send_frames(frames)
             if frames:
-                self._metrics.added_to_caller.observe(time.perf_counter() - received)
+                self._metrics.per_frame.added_to_caller.observe(time.perf_counter() - received)
             if answering is not None:
                 turn_latency = time.monotonic() - answering
                 self._metrics.turn_latency_seconds.observe(turn_latency)
@@ -457,7 +457,7 @@ class CallBridge:
             if self._greeting_expected:
                 self._metrics.greeting_seconds.observe(record.first_audio_ms / 1000)
         record.frames_out += len(frames)
-        self._metrics.frames_out.inc(len(frames))
+        self._metrics.per_frame.frames_out += len(frames)
 
     async def _barge_in(self, received: float) -> None:
         """The caller spoke over the model: stop Twilio's playback, drop the rest of the turn."""
