@@ -233,3 +233,32 @@ def test_the_audio_only_fast_path_reads_what_the_general_parser_reads() -> None:
             protocol._audio_only = fast_path
         assert fast == general, case
     assert protocol.parse_server_message(cases[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
+
+
+def test_the_emulators_fast_paths_match_the_general_ones() -> None:
+    from bridge.gemini import protocol
+
+    pcm = bytes(range(256)) * 3
+    built = protocol.server_content_message(audio=pcm)
+    general = protocol.server_content_message(audio=pcm, usage=None, interrupted=False)
+    assert json.loads(built) == {
+        "serverContent": {
+            "modelTurn": {
+                "parts": [
+                    {
+                        "inlineData": {
+                            "mimeType": "audio/pcm;rate=24000",
+                            "data": base64.b64encode(pcm).decode(),
+                        }
+                    }
+                ]
+            }
+        }
+    }
+    assert json.loads(general) == json.loads(built)
+    with_flag = json.loads(protocol.server_content_message(audio=pcm, turn_complete=True))
+    assert with_flag["serverContent"]["turnComplete"] is True  # not the fast path's shape
+    audio = protocol.parse_client_message(protocol.audio_input_message(pcm))
+    assert audio.audio == pcm and audio.audio_mime == "audio/pcm;rate=16000"
+    with pytest.raises(GeminiProtocolError):
+        protocol.parse_client_message('{"realtimeInput":{"audio":{"mimeType":"x","data":"%"}}}')

@@ -170,3 +170,33 @@ def test_sid_format() -> None:
     assert not is_valid_sid(CALL, "MZ")
     assert not is_valid_sid('MZ"' + "a" * 31, "MZ")
     assert not is_valid_sid("MZ123", "MZ")
+
+
+def test_the_usual_media_fast_path_reads_what_the_general_parser_reads() -> None:
+    from bridge.twilio import media_streams
+
+    def frame(media: dict[str, object], **top: object) -> str:
+        return json.dumps({"event": "media", "streamSid": STREAM, **top, "media": media})
+
+    payload = base64.b64encode(bytes(range(160))).decode()
+    cases = [
+        media_event(stream_sid=STREAM, sequence_number=4, chunk=2, timestamp_ms=40, ulaw=b"\x01"),
+        frame({"payload": payload}),  # counters and track left out
+        frame({"payload": payload, "track": "outbound", "chunk": 3}, sequenceNumber=9),  # ints
+        frame({"payload": payload, "chunk": "1" * 19}),  # too long to be a counter
+        frame({"payload": payload, "chunk": "١٢"}),  # digits, but not ASCII ones
+        frame({"payload": payload[:-1]}),  # broken base64
+        frame({"payload": 5}),
+    ]
+    fast_path = media_streams._usual_media
+    for case in cases:
+        outcomes = []
+        for usual in (fast_path, lambda message: None):
+            media_streams._usual_media = usual  # type: ignore[assignment]
+            try:
+                outcomes.append(parse_twilio_event(case))
+            except ProtocolError as exc:
+                outcomes.append(str(exc))  # type: ignore[arg-type]
+            finally:
+                media_streams._usual_media = fast_path
+        assert outcomes[0] == outcomes[1], case

@@ -138,10 +138,42 @@ def _b64(text: str, key: str) -> bytes:
         raise ProtocolError(f"'{key}' is not valid base64") from None
 
 
+def _counter(value: Any) -> bool:
+    return type(value) is str and value.isdigit() and value.isascii() and len(value) <= 18
+
+
+def _usual_media(message: dict[str, Any]) -> Media | None:
+    """Fifty a second per call: the shape Twilio always sends, checked inline. Anything
+    else, odd or wrong, goes the general way, which says what is wrong."""
+    media = message.get("media")
+    if type(media) is not dict:
+        return None
+    sid, payload = message.get("streamSid"), media.get("payload")
+    sequence = message.get("sequenceNumber", "0")
+    chunk, timestamp = media.get("chunk", "0"), media.get("timestamp", "0")
+    track = media.get("track", "inbound")
+    if not (
+        type(sid) is str
+        and type(payload) is str
+        and type(track) is str
+        and _counter(sequence)
+        and _counter(chunk)
+        and _counter(timestamp)
+    ):
+        return None
+    try:
+        audio = binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Media(sid, int(sequence), track, int(chunk), int(timestamp), audio)
+
+
 def parse_twilio_event(data: str | bytes) -> TwilioEvent:
     """Parse one frame from Twilio; raises ProtocolError with a loggable reason."""
     message = _load(data)
     event = message.get("event")
+    if event == "media" and (media := _usual_media(message)) is not None:
+        return media
     if not isinstance(event, str):
         raise ProtocolError("'event' missing or not a string")
     if event == "media":
@@ -218,7 +250,7 @@ def parse_twilio_event(data: str | bytes) -> TwilioEvent:
 def media_message(stream_sid: str, ulaw: bytes) -> str:
     # Hot path (50 frames/s per call): one format, no dict, no json.dumps.
     # Stream SIDs are [A-Za-z0-9]; base64 never needs escaping.
-    payload = base64.b64encode(ulaw).decode("ascii")
+    payload = binascii.b2a_base64(ulaw, newline=False).decode("ascii")
     return f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{payload}"}}}}'
 
 
@@ -308,7 +340,7 @@ def start_event(
 def media_event(
     *, stream_sid: str, sequence_number: int, chunk: int, timestamp_ms: int, ulaw: bytes
 ) -> str:
-    payload = base64.b64encode(ulaw).decode("ascii")
+    payload = binascii.b2a_base64(ulaw, newline=False).decode("ascii")
     return (
         f'{{"event":"media","sequenceNumber":"{sequence_number}","media":{{"track":"inbound",'
         f'"chunk":"{chunk}","timestamp":"{timestamp_ms}","payload":"{payload}"}},'
