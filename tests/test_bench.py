@@ -63,3 +63,24 @@ def test_frames_are_timed_by_the_arrival_of_their_last_byte() -> None:
     times = _frame_times(events, 160, 5)
     assert list(times[:3]) == [1.0, 2.0, 2.0]
     assert np.isnan(times[3]) and np.isnan(times[4])
+
+
+def test_the_echo_interpolates_16_to_24_khz_like_np_interp() -> None:
+    import numpy as np
+
+    from bridge.testing.emulator import _Echo
+
+    rng = np.random.default_rng(3)
+    chunks = [(rng.standard_normal(n) * 8000).astype("<i2") for n in (320, 320, 7, 320)]
+    echo = _Echo(None, None)  # type: ignore[arg-type]
+    out = np.frombuffer(b"".join(echo._to_24k(c.tobytes()) for c in chunks), "<i2")
+    signal = np.concatenate(chunks).astype(np.float64)
+    known = np.concatenate(([0.0], signal))  # one input sample late
+    # Where chunk boundaries fall, output positions restart: rebuild them chunk by chunk.
+    at, start = [], 0
+    for c in chunks:
+        at.append(start + np.arange(len(c) * 3 // 2) * (2 / 3))
+        start += len(c)
+    expected = np.interp(np.concatenate(at), np.arange(len(known)), known)
+    assert len(out) == len(expected)
+    assert np.abs(out - np.trunc(expected)).max() <= 1  # float32 against float64 rounding

@@ -201,6 +201,12 @@ class _Vad:
         return events
 
 
+# 16 → 24 kHz by linear interpolation: outputs 3m, 3m+1, 3m+2 sit at 2m, 2m+2/3, 2m+4/3
+# input samples, from the pair (2m, 2m+1) and the next pair's first sample.
+_FROM_PAIR = np.array([[1, 1 / 3, 0], [0, 2 / 3, 2 / 3]], dtype=np.float32)
+_FROM_NEXT = np.array([0, 0, 1 / 3], dtype=np.float32)
+
+
 class _Echo:
     """Echo mode: each audio chunk is sent straight back, for the benchmark."""
 
@@ -215,6 +221,13 @@ class _Echo:
         n = len(samples)
         known = np.concatenate(([self._last], samples))
         self._last = float(samples[-1]) if n else self._last
+        if n % 2 == 0:
+            # Output j sits at 2j/3 input samples: each three outputs span two inputs.
+            # Slices instead of np.interp: a third of the CPU, which the benchmark's
+            # callers and server share.
+            out = known[:n].reshape(-1, 2) @ _FROM_PAIR
+            out += known[2 : n + 1 : 2, None] * _FROM_NEXT
+            return out.astype("<i2").tobytes()
         at = np.arange(n * 3 // 2, dtype=np.float32) * (2 / 3)
         return np.interp(at, np.arange(n + 1), known).astype("<i2").tobytes()
 
