@@ -13,8 +13,19 @@ from bridge.audio import (
     ModelAudioStream,
     Upsampler2x,
     pcm16_to_ulaw,
+    resample,
     ulaw_to_pcm16,
 )
+
+
+@pytest.fixture(autouse=True, params=["c", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both resampler implementations: the C speedups and numpy."""
+    if request.param == "numpy":
+        monkeypatch.setattr(resample, "_speedups", None)
+    elif resample._speedups is None:
+        pytest.skip("built without the C speedups (no C compiler when installed)")
+    return str(request.param)
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
@@ -206,3 +217,30 @@ def test_resampler_state_survives_silence() -> None:
     up = Upsampler2x()
     framed = b"".join(up.process(pcm(x[i : i + 160])) for i in range(0, len(x), 160))
     assert np.max(np.abs(samples(framed) - samples(whole))) <= 1
+
+
+@pytest.mark.parametrize("implementation", ["c"], indirect=True)
+def test_the_c_and_numpy_resamplers_agree_chunk_for_chunk(implementation: str) -> None:
+    """Same filters, state and rounding: within one LSB of float rounding, at any chunking,
+    full-scale clipping included."""
+    rng = np.random.default_rng(7)
+    caller = np.clip(rng.standard_normal(8000) * 12000, -32768, 32767)
+    caller[100:300] = 32767  # a clipped stretch: the filters overshoot it
+    model = np.clip(rng.standard_normal(24000) * 12000, -32768, 32767)
+    model[500:800] = -32768
+    for make, signal, sizes in (
+        (Upsampler2x, pcm(caller), [320, 320, 14, 2, 666] * 20),
+        (Downsampler3x, pcm(model), [960, 960, 2, 4, 10, 2000, 26] * 12),
+    ):
+        outputs = []
+        for speedups in (resample._speedups, None):
+            saved, resample._speedups = resample._speedups, speedups
+            try:
+                resampler = make()
+                outputs.append(b"".join(resampler.process(c) for c in chunks(signal, sizes)))
+            finally:
+                resample._speedups = saved
+        c_out, numpy_out = samples(outputs[0]), samples(outputs[1])
+        assert len(c_out) == len(numpy_out) > 0
+        assert np.abs(c_out - numpy_out).max() <= 1
+        assert np.count_nonzero(c_out != numpy_out) < len(c_out) / 100

@@ -9,12 +9,21 @@ resamplers such as ``soxr.ResampleStream`` hold back ~100 ms instead.
 
 Offline conversion (the demo's WAV files, the emulator's bundled speech) uses
 soxr, which is the better tool when latency does not matter.
+
+The per-chunk work runs in ``_speedups.c`` when it was built (one C call per
+chunk; numpy's ten small calls cost ~40 µs a round trip in a busy server);
+the numpy code here is the reference, tested against it, and the fallback.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+try:  # the same filters in C, one call per chunk (setup.py builds it when it can)
+    from . import _speedups
+except ImportError:
+    _speedups = None
 
 
 def lowpass_taps(num_taps: int, cutoff: float, beta: float) -> np.ndarray:
@@ -64,6 +73,11 @@ class _FilterInput:
         self._n = n
 
     @property
+    def state(self) -> np.ndarray:
+        """The buffer, history first: what the C filters read and update."""
+        return self._buffer
+
+    @property
     def window_count(self) -> int:
         return self._n
 
@@ -111,6 +125,8 @@ class Upsampler2x:
         """Resample one chunk of PCM16 LE; returns exactly twice as many samples."""
         if not pcm8k:
             return b""
+        if _speedups is not None:
+            return _speedups.upsample2(pcm8k, self._input.state, self._phases)
         self._input.load(pcm8k)
         out = np.dot(self._input.windows(), self._phases).reshape(-1)
         self._input.keep_tail()
@@ -138,6 +154,11 @@ class Downsampler3x:
         """Resample PCM16 LE (even byte length); returns one sample per three in."""
         if not pcm24k:
             return b""
+        if _speedups is not None:
+            out, self._phase = _speedups.downsample3(
+                pcm24k, self._input.state, self._taps, self._phase
+            )
+            return out
         self._input.load(pcm24k)
         n_windows = self._input.window_count
         phase = self._phase

@@ -37,7 +37,13 @@ class ModelAudioStream:
             self._odd_byte = b""
         if len(pcm24k) % 2:
             pcm24k, self._odd_byte = pcm24k[:-1], pcm24k[-1:]
-        self._partial += pcm16_to_ulaw(self._downsampler.process(pcm24k))
+        ulaw = pcm16_to_ulaw(self._downsampler.process(pcm24k))
+        if not self._partial:  # usually: frame the chunk as it is, no copy into the buffer
+            whole = len(ulaw) - len(ulaw) % TWILIO_FRAME_BYTES
+            if whole < len(ulaw):
+                self._partial += ulaw[whole:]
+            return [ulaw[i : i + TWILIO_FRAME_BYTES] for i in range(0, whole, TWILIO_FRAME_BYTES)]
+        self._partial += ulaw
         whole = len(self._partial) - len(self._partial) % TWILIO_FRAME_BYTES
         frames = [
             bytes(self._partial[i : i + TWILIO_FRAME_BYTES])
