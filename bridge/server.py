@@ -11,6 +11,7 @@ one after the preStop hook); a second Ctrl-C shuts down at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -25,12 +26,28 @@ AFTER_DRAIN_GRACE_S = 1.0  # let Twilio's last requests (status, fallback) reach
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Callable[[], Awaitable[None]],
+        *,
+        freeze_startup_objects: bool = True,
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._freeze = freeze_startup_objects  # off in tests: a test process is not a server
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._signal: int | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._freeze:
+            # What is loaded by now (modules, the app, settings) lives as long as the
+            # process. Out of the collector's way: its full passes over it took 20-35 ms
+            # with ~90 calls up, and every call's audio waits that long.
+            gc.collect()
+            gc.freeze()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()

@@ -65,7 +65,7 @@ async def serve_app(
         lifespan="off",
         access_log=False,
     )
-    server = DrainingServer(config, drain or _nothing_to_drain)
+    server = DrainingServer(config, drain or _nothing_to_drain, freeze_startup_objects=False)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     try:
         async with asyncio.timeout(10):
