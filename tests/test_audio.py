@@ -244,3 +244,7 @@ def test_the_c_and_numpy_resamplers_agree_chunk_for_chunk(implementation: str) -
         assert len(c_out) == len(numpy_out) > 0
         assert np.abs(c_out - numpy_out).max() <= 1
         assert np.count_nonzero(c_out != numpy_out) < len(c_out) / 100
+
+
+def test_which_implementation_runs_is_reported(implementation: str) -> None:
+    assert resample.implementation() == {"c": "C", "numpy": "numpy"}[implementation]

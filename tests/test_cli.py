@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.audio import resample
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
 from bridge.gemini.protocol import SessionConfig
 from bridge.gemini.session import GeminiSession, GeminiSetupError
@@ -106,6 +107,8 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
         output, _ = process.communicate(timeout=10)
     assert "AIza-from-dotenv" not in output
     assert "https://bridge.example.com" in output
+    # The operator sees which code runs the resamplers (C unless built without a compiler).
+    assert f"resamplers in {resample.implementation()}" in output
 
 
 @pytest.mark.e2e

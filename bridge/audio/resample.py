@@ -26,6 +26,11 @@ except ImportError:
     _speedups = None
 
 
+def implementation() -> str:
+    """Which code runs the filters: "C", or "numpy" when the install had no C compiler."""
+    return "C" if _speedups is not None else "numpy"
+
+
 def lowpass_taps(num_taps: int, cutoff: float, beta: float) -> np.ndarray:
     """Kaiser-windowed sinc low-pass; ``cutoff`` is a fraction of the sample rate."""
     n = np.arange(num_taps) - (num_taps - 1) / 2
