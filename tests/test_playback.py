@@ -1,14 +1,7 @@
 """Playback bookkeeping: what is still queued at Twilio, from mark echoes and the clock."""
 
 from bridge.playback import UNMARKED_GRACE_S, PlaybackTracker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock
 
 
 def test_marks_track_what_has_played() -> None:

@@ -7,17 +7,10 @@ import pytest
 
 from bridge.audio import pcm16_to_ulaw
 from bridge.turn_state import TurnState
+from tests.fakes import Clock
 
 VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
 QUIET = bytes(640)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
@@ -28,7 +21,7 @@ def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
 
 
 def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     state = TurnState(clock)
     feed(state, clock, QUIET, 20)
     assert state.is_quiet and state.unanswered_audio() == []
@@ -48,7 +41,7 @@ def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
 
 
 def test_a_pause_mid_sentence_continues_the_same_turn() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     state = TurnState(clock)
     feed(state, clock, VOICE, 10)
     feed(state, clock, QUIET, 40)  # turn ends...
@@ -57,7 +50,7 @@ def test_a_pause_mid_sentence_continues_the_same_turn() -> None:
 
 
 def test_restart_wait_after_a_replay() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     state = TurnState(clock)
     feed(state, clock, VOICE, 10)
     feed(state, clock, QUIET, 40)

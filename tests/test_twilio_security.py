@@ -5,6 +5,7 @@ from __future__ import annotations
 from twilio.request_validator import RequestValidator
 
 from bridge.twilio.security import SignatureCheck, StreamTokens
+from tests.fakes import Clock
 
 TOKEN = "auth-token-123456"
 PUBLIC = "https://abc.ngrok.app"
@@ -45,16 +46,8 @@ def test_websocket_upgrades_are_signed_over_wss() -> None:
     )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_token_opens_exactly_one_stream_of_its_own_call() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     tokens = StreamTokens("secret", ttl_s=60, clock=clock)
     token = tokens.mint(CALL, "+1415", "+1800")
     assert (
@@ -67,7 +60,7 @@ def test_token_opens_exactly_one_stream_of_its_own_call() -> None:
 
 
 def test_token_expires() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     tokens = StreamTokens("secret", ttl_s=60, clock=clock)
     token = tokens.mint(CALL, "", "")
     clock.now += 61
@@ -75,7 +68,7 @@ def test_token_expires() -> None:
 
 
 def test_token_from_another_secret_or_tampered_expiry_fails() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     token = StreamTokens("secret-a", clock=clock).mint(CALL, "", "")
     assert StreamTokens("secret-b", clock=clock).verify(token, CALL, "", "") is not None
     expiry, _, mac = token.partition(".")

@@ -6,14 +6,7 @@ import pytest
 
 from bridge.stream_start import StreamRejected
 from bridge.wire_watch import SendStalled, WireWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock
 
 
 def test_silence_from_twilio_ends_the_call_as_idle() -> None:
