@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the bridge adds to a call, at the wire, against a bare relay on the same stack.
 
-    .venv/bin/python scripts/bench.py                      # the sweep, bridge and relay
+    .venv/bin/python scripts/bench.py                      # the sweep: bridge and baselines
     .venv/bin/python scripts/bench.py --calls 50           # one step each
     .venv/bin/python scripts/bench.py --workers 2          # two server processes
     .venv/bin/python scripts/bench.py --json bench.json --plot docs/bench-p99.png
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.testing.bench import (
     LADDER,
+    RELAY_AUDIO,
     StepResult,
     emulator_process,
     machine,
@@ -39,7 +40,7 @@ def plot(steps: list[StepResult], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for mode, colour in (("bridge", "tab:blue"), ("relay", "tab:gray")):
+    for mode, colour in (("bridge", "tab:blue"), ("relay", "tab:gray"), (RELAY_AUDIO, "tab:olive")):
         for servers, style in ((1, "-o"), (2, "--s")):
             mine = sorted(
                 (s for s in steps if s.mode == mode and s.servers == servers), key=lambda s: s.calls
@@ -78,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[1],
         help="server processes, calls round-robin (several: one sweep each; the relay runs at 1)",
     )
-    parser.add_argument("--no-relay", action="store_true", help="skip the bare relay baseline")
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        choices=("relay", RELAY_AUDIO),
+        default=["relay", RELAY_AUDIO],
+        help="the bare relay, and the relay converting the audio as the bridge does "
+        "(none: --baselines with no value)",
+    )
     parser.add_argument("--json", help="write the whole report here")
     parser.add_argument("--plot", help="write the p99 plot (PNG) here")
     parser.add_argument(
@@ -91,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     report["per_frame_us"] = micro_benchmark()
     print(f"per-frame path (µs per 20 ms frame, no sockets): {report['per_frame_us']}", flush=True)
 
-    runs = [("bridge", w) for w in args.workers]
-    if not args.no_relay:
-        runs.insert(1, ("relay", 1))
+    runs = [("bridge", args.workers[0]), *((b, 1) for b in args.baselines)]
+    runs += [("bridge", w) for w in args.workers[1:]]
     steps: list[StepResult] = []
     best: dict[str, int] = {}
 
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             ratio = best["bridge"] / best["relay"]
             report["bridge_vs_relay"] = round(ratio, 3)
             print(f"bridge / relay: {ratio:.0%} (target ≥ 80%)")
+            if best.get(RELAY_AUDIO):
+                ceiling = best[RELAY_AUDIO] / best["relay"]
+                report["relay_audio_vs_relay"] = round(ceiling, 3)
+                print(f"{RELAY_AUDIO} / relay: {ceiling:.0%} (what converting the audio leaves)")
     if args.json:
         write_json(args.json, report)
     if args.plot:

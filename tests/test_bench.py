@@ -29,7 +29,7 @@ def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) 
     report = json.loads(out.read_text())
     assert set(report["per_frame_us"]) == {"caller_to_gemini_us", "gemini_to_caller_us"}
     assert all(v > 0 for v in report["per_frame_us"].values())
-    assert [s["mode"] for s in report["steps"]] == ["bridge", "relay"]
+    assert [s["mode"] for s in report["steps"]] == ["bridge", "relay", "relay+audio"]
     for step in report["steps"]:
         assert step["calls"] == 5 and step["frames_sent"] == 5 * 250
         for direction in ("caller_to_gemini_ms", "gemini_to_caller_ms", "round_trip_ms"):
@@ -39,9 +39,11 @@ def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) 
         for name in ("frames_lost", "frames_late", "frames_reordered", "underruns"):
             assert isinstance(step[name], int)
         assert step["cpu_s_per_call_minute"] > 0 and math.isfinite(step["rss_per_call_mb"])
-    bridge, relay = report["steps"]
+    bridge, relay, relay_audio = report["steps"]
     # The content check sees the resamplers' delay: 1.44 ms + 1.5 ms, plus the echo's 0.06 ms.
     assert bridge["content_delay_ms"] == 3.0 and relay["content_delay_ms"] == 0.0
+    assert relay_audio["content_delay_ms"] == 3.0  # it converts with the bridge's own filters
+    assert relay_audio["frames_lost"] == 0 and relay_audio["frames_reordered"] == 0
     assert "round trip" in result.stdout and "relay" in result.stdout
 
 

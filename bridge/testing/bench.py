@@ -42,6 +42,7 @@ from ..audio.resample import Downsampler3x, Upsampler2x
 from .bench_callers import FRAME_BYTES, FRAME_S, CallTrace, caller_signal, run_callers
 
 API_KEY = "bench-key"
+RELAY_AUDIO = "relay+audio"  # the bare relay converting the audio as the bridge does
 LATE_S = 0.060
 PLAYOUT_BUFFER_S = 0.040  # the caller's jitter buffer: audio plays this long after it arrives
 WARMUP_FRAMES = 25  # the first 0.5 s of each call is not timed
@@ -179,6 +180,7 @@ def server(
             API_KEY,
             "--host",
             "127.0.0.1",
+            *(["--convert-audio"] if mode == RELAY_AUDIO else []),
         ]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
@@ -235,7 +237,7 @@ class Percentiles:
 
 @dataclass
 class StepResult:
-    mode: str  # "bridge" | "relay"
+    mode: str  # "bridge" | "relay" | "relay+audio"
     servers: int
     calls: int
     seconds: float
@@ -313,8 +315,9 @@ def _figures(
 ) -> CallFigures:
     frames = len(trace.sent)
     t0 = np.array(trace.sent)
-    gemini_frame_bytes = 640 if mode == "bridge" else FRAME_BYTES
-    up_delay, down_delay = (UP_DELAY_S, DOWN_DELAY_S) if mode == "bridge" else (0.0, 0.0)
+    converts = mode in ("bridge", RELAY_AUDIO)
+    gemini_frame_bytes = 640 if converts else FRAME_BYTES
+    up_delay, down_delay = (UP_DELAY_S, DOWN_DELAY_S) if converts else (0.0, 0.0)
     echo_in, echo_out = echo if echo is not None else ([], [])
     t1 = _frame_times(echo_in, gemini_frame_bytes, frames)
     # The echo of message i left at echo_out[i]: map each frame to its message's departure.

@@ -4,6 +4,11 @@ Same uvicorn, Starlette and websockets as the bridge, the same frames each way,
 but no audio conversion, no token, no metrics, no marks, no bookkeeping: what
 is left is the floor the stack itself sets. The bridge is measured against it.
 
+With ``--convert-audio`` it also converts the audio as the bridge must (μ-law
+8 kHz ↔ PCM 16/24 kHz, with the bridge's own converters and message builders)
+and nothing else: the floor for any bridge that speaks Gemini's audio formats,
+between the bare relay and the bridge with its features.
+
 Run: ``python -m bridge.testing.relay --port P --gemini-url URL --api-key KEY``.
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import binascii
 import contextlib
 import json
 
@@ -20,11 +26,13 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..audio import CallerAudioStream, ModelAudioStream
 from ..config import DEFAULT_MODEL
-from ..gemini.protocol import SessionConfig, setup_message
+from ..gemini.protocol import SessionConfig, audio_input_message, setup_message
+from ..twilio.media_streams import media_message
 
 
-def relay_app(gemini_url: str, api_key: str) -> Starlette:
+def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> Starlette:
     setup = setup_message(
         SessionConfig(model=f"models/{DEFAULT_MODEL}", voice="Kore", system_prompt="relay")
     )
@@ -32,6 +40,7 @@ def relay_app(gemini_url: str, api_key: str) -> Starlette:
     async def relay(twilio: WebSocket) -> None:
         await twilio.accept()
         stream_sid = ""
+        to_gemini, to_caller = CallerAudioStream(), ModelAudioStream()
         while not stream_sid:  # connected, then start
             message = json.loads(await twilio.receive_text())
             if message.get("event") == "start":
@@ -49,7 +58,10 @@ def relay_app(gemini_url: str, api_key: str) -> Starlette:
                 while True:
                     message = json.loads(await twilio.receive_text())
                     event = message.get("event")
-                    if event == "media":
+                    if event == "media" and convert_audio:
+                        ulaw = binascii.a2b_base64(message["media"]["payload"])
+                        await gemini.send(audio_input_message(to_gemini.to_gemini_pcm(ulaw)))
+                    elif event == "media":
                         await gemini.send(
                             '{"realtimeInput":{"audio":{"mimeType":"audio/x-mulaw;rate=8000",'
                             f'"data":"{message["media"]["payload"]}"}}}}}}'
@@ -65,6 +77,11 @@ def relay_app(gemini_url: str, api_key: str) -> Starlette:
                     content = json.loads(raw).get("serverContent", {})
                     for part in content.get("modelTurn", {}).get("parts", []):
                         payload = part["inlineData"]["data"]
+                        if convert_audio:
+                            pcm = binascii.a2b_base64(payload)
+                            for frame in to_caller.to_twilio_frames(pcm):
+                                await twilio.send_text(media_message(stream_sid, frame))
+                            continue
                         await twilio.send_text(
                             f'{{"event":"media","streamSid":"{stream_sid}",'
                             f'"media":{{"payload":"{payload}"}}}}'
@@ -91,10 +108,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gemini-url", required=True)
     parser.add_argument("--api-key", required=True)
+    parser.add_argument(
+        "--convert-audio", action="store_true", help="convert the audio as the bridge does"
+    )
     args = parser.parse_args()
     # The bridge's own uvicorn settings (bridge/cli.py), so only the app differs.
     uvicorn.run(
-        relay_app(args.gemini_url, args.api_key),
+        relay_app(args.gemini_url, args.api_key, convert_audio=args.convert_audio),
         host=args.host,
         port=args.port,
         log_config=None,
