@@ -12,6 +12,7 @@ from bridge.audio import (
     Downsampler3x,
     ModelAudioStream,
     Upsampler2x,
+    mulaw,
     pcm16_to_ulaw,
     resample,
     ulaw_to_pcm16,
@@ -20,9 +21,10 @@ from bridge.audio import (
 
 @pytest.fixture(autouse=True, params=["c", "numpy"])
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs on both resampler implementations: the C speedups and numpy."""
+    """Every test here runs on both implementations: the C speedups, and numpy and audioop."""
     if request.param == "numpy":
         monkeypatch.setattr(resample, "_speedups", None)
+        monkeypatch.setattr(mulaw, "_speedups", None)
     elif resample._speedups is None:
         pytest.skip("built without the C speedups (no C compiler when installed)")
     return str(request.param)
@@ -244,6 +246,16 @@ def test_the_c_and_numpy_resamplers_agree_chunk_for_chunk(implementation: str) -
         assert len(c_out) == len(numpy_out) > 0
         assert np.abs(c_out - numpy_out).max() <= 1
         assert np.count_nonzero(c_out != numpy_out) < len(c_out) / 100
+
+
+@pytest.mark.parametrize("implementation", ["c"], indirect=True)
+def test_the_c_mulaw_encoder_is_audioops_for_every_sample(implementation: str) -> None:
+    every = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    c_out = pcm16_to_ulaw(every)
+    assert len(c_out) == 65536
+    assert c_out == mulaw.audioop.lin2ulaw(every, 2)
+    with pytest.raises(ValueError):
+        pcm16_to_ulaw(b"\x00\x01\x02")
 
 
 def test_which_implementation_runs_is_reported(implementation: str) -> None:

@@ -1,5 +1,6 @@
-/* The two per-frame FIR resamplers in C, for the hot path (resample.py has the
- * numpy versions, which stay as the reference and the fallback).
+/* The two per-frame FIR resamplers and the μ-law encoder in C, for the hot path
+ * (resample.py has the numpy versions and mulaw.py audioop's, which stay as the
+ * reference and the fallback).
  *
  * numpy costs ~10 calls per 20 ms frame each way, and in a busy server those
  * small calls cost three times what they do in a tight loop. Here each
@@ -16,15 +17,26 @@
 #include <Python.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 #define BLOCK 8 /* outputs computed together: independent sums the CPU can overlap */
 
 static inline int16_t to_int16(float value)
 {
+#if defined(__SSE__) || defined(_M_X64)
+    /* cvtss2si rounds as nearbyintf does (to nearest, ties to even) in one instruction;
+     * nearbyintf itself is a libm call per sample unless SSE4.1 is assumed. */
+    if (value >= 32767.0f) return 32767;
+    if (value <= -32768.0f) return -32768;
+    return (int16_t)_mm_cvtss_si32(_mm_set_ss(value));
+#else
     float r = nearbyintf(value); /* default rounding mode: to nearest, ties to even */
     if (r > 32767.0f) return 32767;
     if (r < -32768.0f) return -32768;
     return (int16_t)r;
+#endif
 }
 
 static inline void store_le16(char *out, int16_t value)
@@ -55,6 +67,60 @@ static int check_float_buffer(Py_buffer *buffer, Py_ssize_t floats, const char *
     return 0;
 }
 
+/* x: the history and then n new samples; out: 2n PCM16 LE samples. */
+static void upsample2_kernel(
+    const float *x, const float *h, Py_ssize_t width, Py_ssize_t n, char *out)
+{
+    Py_ssize_t i = 0;
+    for (; i + BLOCK <= n; i += BLOCK) {
+        float even[BLOCK] = {0}, odd[BLOCK] = {0};
+        for (Py_ssize_t t = 0; t < width; t++) {
+            const float h0 = h[2 * t], h1 = h[2 * t + 1];
+            const float *xt = x + i + t;
+            for (int b = 0; b < BLOCK; b++) {
+                even[b] += xt[b] * h0;
+                odd[b] += xt[b] * h1;
+            }
+        }
+        for (int b = 0; b < BLOCK; b++) {
+            store_le16(out + 4 * (i + b), to_int16(even[b]));
+            store_le16(out + 4 * (i + b) + 2, to_int16(odd[b]));
+        }
+    }
+    for (; i < n; i++) {
+        float even = 0, odd = 0;
+        for (Py_ssize_t t = 0; t < width; t++) {
+            even += x[i + t] * h[2 * t];
+            odd += x[i + t] * h[2 * t + 1];
+        }
+        store_le16(out + 4 * i, to_int16(even));
+        store_le16(out + 4 * i + 2, to_int16(odd));
+    }
+}
+
+/* x: the history and then the new samples; out: count PCM16 LE samples, one per
+ * three inputs from x[phase]. */
+static void downsample3_kernel(const float *x, const float *h, Py_ssize_t width,
+    Py_ssize_t phase, Py_ssize_t count, char *out)
+{
+    Py_ssize_t k = 0;
+    for (; k + BLOCK <= count; k += BLOCK) {
+        float acc[BLOCK] = {0};
+        const float *base = x + phase + 3 * k;
+        for (Py_ssize_t t = 0; t < width; t++) {
+            const float ht = h[t];
+            for (int b = 0; b < BLOCK; b++) acc[b] += base[3 * b + t] * ht;
+        }
+        for (int b = 0; b < BLOCK; b++) store_le16(out + 2 * (k + b), to_int16(acc[b]));
+    }
+    for (; k < count; k++) {
+        float acc = 0;
+        const float *base = x + phase + 3 * k;
+        for (Py_ssize_t t = 0; t < width; t++) acc += base[t] * h[t];
+        store_le16(out + 2 * k, to_int16(acc));
+    }
+}
+
 /* upsample2(pcm8k, state, phases) -> pcm16k
  * phases: float32 [width][2], reversed taps of the two polyphase branches;
  * state: float32 buffer whose first width-1 values are the input history (updated). */
@@ -79,32 +145,7 @@ static PyObject *upsample2(PyObject *self, PyObject *args)
     }
     result = PyBytes_FromStringAndSize(NULL, 4 * n);
     if (result != NULL) {
-        char *out = PyBytes_AS_STRING(result);
-        Py_ssize_t i = 0;
-        for (; i + BLOCK <= n; i += BLOCK) {
-            float even[BLOCK] = {0}, odd[BLOCK] = {0};
-            for (Py_ssize_t t = 0; t < width; t++) {
-                const float h0 = h[2 * t], h1 = h[2 * t + 1];
-                const float *xt = x + i + t;
-                for (int b = 0; b < BLOCK; b++) {
-                    even[b] += xt[b] * h0;
-                    odd[b] += xt[b] * h1;
-                }
-            }
-            for (int b = 0; b < BLOCK; b++) {
-                store_le16(out + 4 * (i + b), to_int16(even[b]));
-                store_le16(out + 4 * (i + b) + 2, to_int16(odd[b]));
-            }
-        }
-        for (; i < n; i++) {
-            float even = 0, odd = 0;
-            for (Py_ssize_t t = 0; t < width; t++) {
-                even += x[i + t] * h[2 * t];
-                odd += x[i + t] * h[2 * t + 1];
-            }
-            store_le16(out + 4 * i, to_int16(even));
-            store_le16(out + 4 * i + 2, to_int16(odd));
-        }
+        upsample2_kernel(x, h, width, n, PyBytes_AS_STRING(result));
         memcpy(history, x + n, (size_t)keep * sizeof(float));
     }
     PyMem_Free(x);
@@ -141,23 +182,7 @@ static PyObject *downsample3(PyObject *self, PyObject *args)
     Py_ssize_t count = phase < n ? (n - phase + 2) / 3 : 0;
     samples = PyBytes_FromStringAndSize(NULL, 2 * count);
     if (samples != NULL) {
-        char *out = PyBytes_AS_STRING(samples);
-        Py_ssize_t k = 0;
-        for (; k + BLOCK <= count; k += BLOCK) {
-            float acc[BLOCK] = {0};
-            const float *base = x + phase + 3 * k;
-            for (Py_ssize_t t = 0; t < width; t++) {
-                const float ht = h[t];
-                for (int b = 0; b < BLOCK; b++) acc[b] += base[3 * b + t] * ht;
-            }
-            for (int b = 0; b < BLOCK; b++) store_le16(out + 2 * (k + b), to_int16(acc[b]));
-        }
-        for (; k < count; k++) {
-            float acc = 0;
-            const float *base = x + phase + 3 * k;
-            for (Py_ssize_t t = 0; t < width; t++) acc += base[t] * h[t];
-            store_le16(out + 2 * k, to_int16(acc));
-        }
+        downsample3_kernel(x, h, width, phase, count, PyBytes_AS_STRING(samples));
         memcpy(history, x + n, (size_t)keep * sizeof(float));
         Py_ssize_t next = (phase - n) % 3;
         result = Py_BuildValue("(Nn)", samples, next < 0 ? next + 3 : next);
@@ -170,9 +195,54 @@ done:
     return result;
 }
 
+/* G.711 μ-law of PCM16 by table: audioop searches the segment per sample, whose branches
+ * the CPU mispredicts on real audio (2 µs per 20 ms frame against 0.3 on one repeated
+ * frame). The table holds audioop's own results for the top 14 bits, all it looks at. */
+static unsigned char ULAW_OF[1 << 14];
+
+/* audioop's st_14linear2ulaw, used once per entry to fill the table. */
+static unsigned char ulaw_of_14bit(int pcm_val)
+{
+    static const int seg_uend[8] = {0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF};
+    int mask = 0xFF, seg = 0;
+    if (pcm_val < 0) {
+        pcm_val = -pcm_val;
+        mask = 0x7F;
+    }
+    if (pcm_val > 8159) pcm_val = 8159; /* CLIP */
+    pcm_val += 0x84 >> 2;               /* BIAS */
+    while (seg < 8 && pcm_val > seg_uend[seg]) seg++;
+    if (seg >= 8) return (unsigned char)(0x7F ^ mask);
+    return (unsigned char)(((seg << 4) | ((pcm_val >> (seg + 1)) & 0xF)) ^ mask);
+}
+
+/* lin2ulaw(pcm16) -> ulaw: one byte per PCM16 LE sample, as audioop.lin2ulaw(pcm, 2). */
+static PyObject *lin2ulaw(PyObject *self, PyObject *arg)
+{
+    Py_buffer pcm;
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(arg, &pcm, PyBUF_SIMPLE) < 0) return NULL;
+    if (pcm.len % 2) {
+        PyErr_SetString(PyExc_ValueError, "PCM16 of an odd number of bytes");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, pcm.len / 2);
+    if (result != NULL) {
+        const unsigned char *in = (const unsigned char *)pcm.buf;
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        for (Py_ssize_t i = 0; i < pcm.len / 2; i++) {
+            out[i] = ULAW_OF[(in[2 * i] | (in[2 * i + 1] << 8)) >> 2];
+        }
+    }
+done:
+    PyBuffer_Release(&pcm);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"upsample2", upsample2, METH_VARARGS, "8 -> 16 kHz: one chunk through the polyphase FIR."},
     {"downsample3", downsample3, METH_VARARGS, "24 -> 8 kHz: one chunk through the FIR."},
+    {"lin2ulaw", lin2ulaw, METH_O, "PCM16 LE -> G.711 mu-law, as audioop.lin2ulaw(pcm, 2)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -180,4 +250,10 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "bridge.audio._speedups", NULL, -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    for (int i = 0; i < (1 << 14); i++) {
+        ULAW_OF[i] = ulaw_of_14bit((int16_t)(uint16_t)(i << 2) >> 2);
+    }
+    return PyModule_Create(&module);
+}

@@ -18,8 +18,10 @@ content, unique per call, then shows any frame that is out of place.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -504,28 +506,38 @@ def emulator_process() -> Iterator[Emulator]:
 
 
 def micro_benchmark(number: int = 2000) -> dict[str, float]:
-    """µs per 20 ms frame of the bridge's own work each way, no sockets."""
+    """µs per 20 ms frame of the bridge's own work each way, no sockets.
+
+    Each call takes the next of 250 different frames: one frame over and over lets the
+    CPU learn its branches, and audioop's μ-law encoder then looks six times faster
+    than it is on real audio.
+    """
     from ..audio import CallerAudioStream, ModelAudioStream
     from ..gemini.protocol import audio_input_message, parse_server_message, server_content_message
     from ..twilio.media_streams import mark_message, media_message, parse_twilio_event
 
-    ulaw = caller_signal(0, 1)
+    frames = 250
+    ulaw = caller_signal(0, frames)
     stream_sid = "MZ" + "0" * 32
-    twilio_frame = (
-        '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1",'
-        f'"timestamp":"20","payload":"{__import__("base64").b64encode(ulaw).decode()}"}},'
-        f'"streamSid":"{stream_sid}"}}'
-    )
-    pcm24 = np.frombuffer(ulaw_to_pcm16(ulaw * 3), "<i2").tobytes()
-    gemini_frame = server_content_message(audio=pcm24)
+    twilio_frames, gemini_frames = [], []
+    for k in range(frames):
+        frame = ulaw[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
+        twilio_frames.append(
+            '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1",'
+            f'"timestamp":"20","payload":"{base64.b64encode(frame).decode()}"}},'
+            f'"streamSid":"{stream_sid}"}}'
+        )
+        pcm24 = np.repeat(np.frombuffer(ulaw_to_pcm16(frame), "<i2"), 3).tobytes()
+        gemini_frames.append(server_content_message(audio=pcm24))
+    next_twilio, next_gemini = itertools.cycle(twilio_frames), itertools.cycle(gemini_frames)
     up_stream, down_stream = CallerAudioStream(), ModelAudioStream()
 
     def up() -> None:
-        event = parse_twilio_event(twilio_frame)
+        event = parse_twilio_event(next(next_twilio))
         audio_input_message(up_stream.to_gemini_pcm(event.payload))  # type: ignore[union-attr]
 
     def down() -> None:
-        content = parse_server_message(gemini_frame).server_content
+        content = parse_server_message(next(next_gemini)).server_content
         assert content is not None
         for chunk in content.audio:
             for frame in down_stream.to_twilio_frames(chunk):
