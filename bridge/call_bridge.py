@@ -377,7 +377,8 @@ class CallBridge:
 
     async def _gemini_to_caller(self) -> CallEnd:
         assert self._link is not None
-        async for message in self._link.messages():
+        receive = self._link.receive
+        while (message := await receive()) is not None:
             if message.server_content is not None:
                 await self._on_server_content(message.server_content, time.perf_counter())
             if message.cancelled_tool_call_ids:

@@ -39,11 +39,14 @@ def test_setup_completes_and_the_emulator_records_the_setup() -> None:
             assert recorded.auth == "api_key"
             assert recorded.setup["model"] == "models/gemini-3.8-live"
             await session.send(text_input_message("hello"))
-            messages = session.messages()
-            first = await asyncio.wait_for(anext(messages), 5)
+            first = await asyncio.wait_for(session.receive(), 5)
+            assert first is not None
             assert first.resumption_update is not None and first.resumption_update.resumable
-            while (message := await asyncio.wait_for(anext(messages), 5)).server_content is None:
-                pass
+            while True:
+                message = await asyncio.wait_for(session.receive(), 5)
+                assert message is not None
+                if message.server_content is not None:
+                    break
             assert message.server_content.audio  # the answer to "hello"
             await session.close()
             assert session.state == "closed"
@@ -146,7 +149,7 @@ def test_server_close_mid_session_is_recorded_with_code_and_reason() -> None:
         async with GeminiEmulator() as emulator:
             session = await open_session(emulator)
             await session.send('{"setup": {}}')  # a second setup: the emulator closes 1007
-            async for _ in session.messages():
+            while await asyncio.wait_for(session.receive(), 5) is not None:
                 pass
             assert session.close_code == 1007 and "once" in session.close_reason
 

@@ -19,7 +19,7 @@ notice. So the link:
 * watches for the known Gemini stall: the caller finished, no answer comes;
   it nudges with a short text, then reconnects.
 
-When none of that works, ``messages()`` raises ``GeminiLinkLost`` and the call
+When none of that works, ``receive()`` raises ``GeminiLinkLost`` and the call
 ends with the spoken apology.
 """
 
@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
 
@@ -191,12 +191,16 @@ class GeminiLink:
 
     # --- receiving --------------------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[ServerMessage]:
-        """Server messages across reconnects; raises GeminiLinkLost when the link is gone."""
+    async def receive(self) -> ServerMessage | None:
+        """The next server message across reconnects; None once the link is closed.
+
+        Raises GeminiLinkLost when no connection can be restored.
+        """
         while True:
             session = self._session
             assert session is not None
-            async for message in session.messages():
+            message = await session.receive()
+            if message is not None:
                 if message.resumption_update is not None:
                     update = message.resumption_update
                     if update.resumable and update.new_handle:
@@ -206,9 +210,9 @@ class GeminiLink:
                     log.info(
                         "Gemini goAway: %.0f s left on this connection", message.go_away.time_left_s
                     )
-                yield message
+                return message
             if self._closed:
-                return
+                return None
             if self._lost is not None:
                 raise self._lost
             await self._recover(session)

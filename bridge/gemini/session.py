@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import websockets
@@ -156,23 +155,25 @@ class GeminiSession:
         assert self._ws is not None, "open() first"
         await self._ws.send(audio_input_message(pcm16k))
 
-    async def messages(self) -> AsyncIterator[ServerMessage]:
-        """Server messages until the connection closes; ``close_code``/``close_reason`` say why.
+    async def receive(self) -> ServerMessage | None:
+        """The next server message; None once the connection has closed, and then
+        ``close_code``/``close_reason`` say why.
 
         A frame that does not parse is logged and skipped: one odd message must
-        not end a call.
+        not end a call. (A coroutine, not an async generator: one layer less on
+        the path every model chunk takes.)
         """
         assert self._ws is not None, "open() first"
-        try:
-            async for raw in self._ws:
-                try:
-                    yield parse_server_message(raw)
-                except GeminiProtocolError as exc:
-                    log.warning("skipped a bad Gemini message: %s", exc)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._record_close()
+        while True:
+            try:
+                raw = await self._ws.recv()
+            except ConnectionClosed:
+                self._record_close()
+                return None
+            try:
+                return parse_server_message(raw)
+            except GeminiProtocolError as exc:
+                log.warning("skipped a bad Gemini message: %s", exc)
 
     def _record_close(self) -> None:
         if self._ws is None or self.state in ("closed", "failed"):
