@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table([step]).splitlines()[1], flush=True)
 
     with emulator_process() as emulator:
-        for mode, workers in runs:
-            name = mode if workers == 1 else f"{mode}×{workers}"
-            print(f"\n== {name}\n{table([])}", flush=True)
-            if args.calls:
+        if args.calls:
+            for mode, workers in runs:
+                name = mode if workers == 1 else f"{mode}×{workers}"
+                print(f"\n== {name}\n{table([])}", flush=True)
                 for calls in args.calls:
                     profile = f"{args.profile}.{mode}.{calls}" if args.profile else None
                     step = run_step(mode, calls, args.seconds, emulator, workers, profile=profile)
@@ -121,18 +121,17 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  profile of the {mode} server (own % / inclusive %), {profile}:")
                         for function, own, inclusive in profile_summary(profile):
                             print(f"    {own:5.1f}  {inclusive:5.1f}  {function}")
-            else:
-                mine, best[name] = sweep(
-                    mode, emulator, args.seconds, servers=workers, ladder=LADDER, on_step=show
-                )
-                steps.extend(mine)
+        else:
+            print(f"\n== {', '.join(m if w == 1 else f'{m}×{w}' for m, w in runs)}, in turn")
+            print(table([]), flush=True)
+            steps, best = sweep(runs, emulator, args.seconds, ladder=LADDER, on_step=show)
 
-    report["steps"] = steps
-    print("\n" + table(steps))
+    report["steps"] = steps  # in the order they ran
+    print("\n" + table(sorted(steps, key=lambda s: runs.index((s.mode, s.servers)))))
     if best:
         report["max_calls"] = best
         print(f"\nlargest N with p99 round trip < 20 ms and no frame lost: {best}")
-        if best.get("relay"):
+        if best.get("relay") and "bridge" in best:
             ratio = best["bridge"] / best["relay"]
             report["bridge_vs_relay"] = round(ratio, 3)
             print(f"bridge / relay: {ratio:.0%} (target ≥ 80%)")

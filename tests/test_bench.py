@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.testing.bench import _content_check, _frame_times
+from bridge.testing.bench import _content_check, _frame_times, _search
 from bridge.testing.bench_callers import FRAME_BYTES, caller_signal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,3 +86,21 @@ def test_the_echo_interpolates_16_to_24_khz_like_np_interp() -> None:
     expected = np.interp(np.concatenate(at), np.arange(len(known)), known)
     assert len(out) == len(expected)
     assert np.abs(out - np.trunc(expected)).max() <= 1  # float32 against float64 rounding
+
+
+def test_the_search_climbs_the_ladder_then_halves_the_gap() -> None:
+    def run(limit: int) -> tuple[list[int], int]:
+        search, tried = _search((10, 25, 50, 100, 200)), []
+        calls = next(search)
+        while True:
+            tried.append(calls)
+            try:
+                calls = search.send(calls <= limit)
+            except StopIteration as done:
+                return tried, done.value
+
+    assert run(165) == ([10, 25, 50, 100, 200, 150, 175, 162], 162)
+    assert run(160) == ([10, 25, 50, 100, 200, 150, 175, 162], 150)
+    assert run(5) == ([10, 5], 5)
+    assert run(2) == ([10, 5], 0)
+    assert run(1000) == ([10, 25, 50, 100, 200], 200)  # the top of the ladder passed

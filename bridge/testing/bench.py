@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -257,6 +257,10 @@ class StepResult:
     rss_per_call_mb: float
     load_cpu_s_per_call_minute: float  # the callers' and the emulator's processes, for context
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.mode + (f"×{self.servers}" if self.servers > 1 else "")
 
     @property
     def passed(self) -> bool:
@@ -556,39 +560,51 @@ def micro_benchmark(number: int = 2000) -> dict[str, float]:
 LADDER = (10, 25, 50, 100, 200, 400, 800, 1600)
 
 
-def sweep(
-    mode: str,
-    emulator: Emulator,
-    seconds: float,
-    *,
-    servers: int = 1,
-    ladder: tuple[int, ...] = LADDER,
-    on_step: Any = None,
-) -> tuple[list[StepResult], int]:
-    """Up the ladder until a step fails, then halve the gap while it is over 1/8 of the
-    best. Returns every step and the largest N that passed."""
-    steps: list[StepResult] = []
+def _search(ladder: tuple[int, ...]) -> Generator[int, bool, int]:
+    """Yields the next N to try and is sent whether it passed: up the ladder until a
+    step fails, then halve the gap while it is over 1/8 of the best. Returns the best."""
     best, failed = 0, None
-
-    def step(calls: int) -> bool:
-        result = run_step(mode, calls, seconds, emulator, servers)
-        steps.append(result)
-        if on_step:
-            on_step(result)
-        return result.passed
-
     for calls in ladder:
-        if step(calls):
+        if (yield calls):
             best = calls
         else:
             failed = calls
             break
     while failed is not None and failed - best > max(5, best // 8):
         middle = (best + failed) // 2
-        if step(middle):
+        if (yield middle):
             best = middle
         else:
             failed = middle
+    return best
+
+
+def sweep(
+    runs: list[tuple[str, int]],
+    emulator: Emulator,
+    seconds: float,
+    *,
+    ladder: tuple[int, ...] = LADDER,
+    on_step: Any = None,
+) -> tuple[list[StepResult], dict[str, int]]:
+    """The largest N under the 20 ms p99 rule for each (mode, servers), searched in turn:
+    one step of each, then the next of each, so that a slow spell of the shared host
+    falls on all of them rather than on whichever happened to be running."""
+    steps: list[StepResult] = []
+    best: dict[str, int] = {}
+    searches = {run: _search(ladder) for run in runs}
+    pending = {run: next(search) for run, search in searches.items()}
+    while pending:
+        for (mode, servers), calls in list(pending.items()):
+            result = run_step(mode, calls, seconds, emulator, servers)
+            steps.append(result)
+            if on_step:
+                on_step(result)
+            try:
+                pending[(mode, servers)] = searches[(mode, servers)].send(result.passed)
+            except StopIteration as done:
+                del pending[(mode, servers)]
+                best[result.name] = done.value
     return steps, best
 
 
@@ -610,7 +626,7 @@ def table(steps: list[StepResult]) -> str:
     )
     lines = [head]
     for s in steps:
-        name = s.mode + (f"×{s.servers}" if s.servers > 1 else "")
+        name = s.name
         r = s.round_trip_ms
         lines.append(
             f"{name:<10}{s.calls:>6}  "
