@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bridge.testing.bench import _content_check, _frame_times, _search
 from bridge.testing.bench_callers import FRAME_BYTES, caller_signal
@@ -104,3 +105,29 @@ def test_the_search_climbs_the_ladder_then_halves_the_gap() -> None:
     assert run(5) == ([10, 5], 5)
     assert run(2) == ([10, 5], 0)
     assert run(1000) == ([10, 25, 50, 100, 200], 200)  # the top of the ladder passed
+
+
+def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from bridge.testing import bench
+
+    ran: list[tuple[str, int]] = []
+    hiccups = {("b", 50)}  # one slow spell: the first try of b at 50 calls fails
+
+    def fake_step(mode: str, calls: int, *args: object) -> SimpleNamespace:
+        ran.append((mode, calls))
+        passed = calls <= {"a": 30, "b": 60}[mode]
+        if (mode, calls) in hiccups:
+            hiccups.discard((mode, calls))
+            passed = False
+        return SimpleNamespace(mode=mode, calls=calls, passed=passed, name=mode)
+
+    monkeypatch.setattr(bench, "run_step", fake_step)
+    steps, best = bench.sweep([("a", 1), ("b", 1)], None, 1.0, ladder=(10, 25, 50, 100))  # type: ignore[arg-type]
+    assert best == {"a": 28, "b": 56}
+    assert ran[:6] == [("a", 10), ("b", 10), ("a", 25), ("b", 25), ("a", 50), ("a", 50)]
+    assert ("b", 50) in ran[6:8] and ran.count(("b", 50)) == 2  # failed once, then passed
+    assert len(steps) == len(ran)

@@ -585,23 +585,33 @@ def sweep(
     seconds: float,
     *,
     ladder: tuple[int, ...] = LADDER,
+    tries: int = 2,
     on_step: Any = None,
 ) -> tuple[list[StepResult], dict[str, int]]:
     """The largest N under the 20 ms p99 rule for each (mode, servers), searched in turn:
     one step of each, then the next of each, so that a slow spell of the shared host
-    falls on all of them rather than on whichever happened to be running."""
+    falls on all of them rather than on whichever happened to be running.
+
+    A step that fails is run again, up to ``tries`` in all, and passes if any try
+    does: the host's other work only ever adds latency, so the best try is the
+    closer look at what the server sustains (as ``timeit`` keeps its best repeat).
+    """
     steps: list[StepResult] = []
     best: dict[str, int] = {}
     searches = {run: _search(ladder) for run in runs}
     pending = {run: next(search) for run, search in searches.items()}
     while pending:
         for (mode, servers), calls in list(pending.items()):
-            result = run_step(mode, calls, seconds, emulator, servers)
-            steps.append(result)
-            if on_step:
-                on_step(result)
+            passed = False
+            for _ in range(tries):
+                result = run_step(mode, calls, seconds, emulator, servers)
+                steps.append(result)
+                if on_step:
+                    on_step(result)
+                if passed := result.passed:
+                    break
             try:
-                pending[(mode, servers)] = searches[(mode, servers)].send(result.passed)
+                pending[(mode, servers)] = searches[(mode, servers)].send(passed)
             except StopIteration as done:
                 del pending[(mode, servers)]
                 best[result.name] = done.value
