@@ -130,15 +130,17 @@ class Upsampler2x:
         # Polyphase branches, reversed so a window's dot product is a convolution; as the
         # two columns of one matrix, one product gives both phases, already interleaved.
         self._phases = np.stack((taps[0::2][::-1], taps[1::2][::-1]), axis=1).astype(np.float32)
-        self._input = _FilterInput(len(self._phases), 1)
-        self._c = _CFilter(self._phases)
+        # One implementation per resampler, chosen here; only its state is built.
+        self._c = _CFilter(self._phases) if _speedups is not None else None
+        self._input = _FilterInput(len(self._phases), 1) if self._c is None else None
 
     def process(self, pcm8k: bytes) -> bytes:
         """Resample one chunk of PCM16 LE; returns exactly twice as many samples."""
         if not pcm8k:
             return b""
-        if _speedups is not None:
+        if self._c is not None:
             return _speedups.upsample2(pcm8k, self._c.history, self._c.taps)
+        assert self._input is not None
         self._input.load(pcm8k)
         out = np.dot(self._input.windows(), self._phases).reshape(-1)
         self._input.keep_tail()
@@ -159,19 +161,20 @@ class Downsampler3x:
     def __init__(self) -> None:
         taps = lowpass_taps(self.NUM_TAPS, 4000 / 24000, 6.0)
         self._taps = taps[::-1].astype(np.float32).copy()
-        self._input = _FilterInput(self.NUM_TAPS, 3)
-        self._c = _CFilter(self._taps)
+        self._c = _CFilter(self._taps) if _speedups is not None else None
+        self._input = _FilterInput(self.NUM_TAPS, 3) if self._c is None else None
         self._phase = 0  # input samples to skip before the next output sample
 
     def process(self, pcm24k: bytes) -> bytes:
         """Resample PCM16 LE (even byte length); returns one sample per three in."""
         if not pcm24k:
             return b""
-        if _speedups is not None:
+        if self._c is not None:
             out, self._phase = _speedups.downsample3(
                 pcm24k, self._c.history, self._c.taps, self._phase
             )
             return out
+        assert self._input is not None
         self._input.load(pcm24k)
         n_windows = self._input.window_count
         phase = self._phase
