@@ -41,8 +41,10 @@ def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) 
             assert isinstance(step[name], int)
         assert step["cpu_s_per_call_minute"] > 0 and math.isfinite(step["rss_per_call_mb"])
     bridge, relay, relay_audio = report["steps"]
-    # The content check sees the resamplers' delay: 1.44 ms + 1.5 ms, plus the echo's 0.06 ms.
-    assert bridge["content_delay_ms"] == 3.0 and relay["content_delay_ms"] == 0.0
+    # The content check sees the resamplers' delay: 1.44 ms + 1.5 ms, plus the echo's 0.06 ms;
+    # through the bare relay only the echo's 8 → 24 kHz interpolation, one sample (0.125 ms).
+    assert bridge["content_delay_ms"] == 3.0 and relay["content_delay_ms"] == round(1 / 8, 2)
+    assert relay["frames_lost"] == 0 and relay["frames_reordered"] == 0
     assert relay_audio["content_delay_ms"] == 3.0  # it converts with the bridge's own filters
     assert relay_audio["frames_lost"] == 0 and relay_audio["frames_reordered"] == 0
     assert "round trip" in result.stdout and "relay" in result.stdout
@@ -59,6 +61,30 @@ def test_content_check_finds_frames_out_of_place_and_other_calls_audio() -> None
     chunks[50], chunks[51] = chunks[51], chunks[50]  # two frames swapped
     chunks[120] = caller_signal(8, frames)[120 * FRAME_BYTES : 121 * FRAME_BYTES]  # crosstalk
     assert _content_check(7, frames, b"".join(chunks))[0] == 3
+
+
+def test_the_bare_relays_mulaw_comes_back_as_24_khz_pcm_and_passes_the_content_check() -> None:
+    from bridge.audio import ulaw_to_pcm16
+    from bridge.testing.bench import PCM24K_FRAME_BYTES
+    from bridge.testing.emulator import _Echo
+
+    frames = 200
+    own = caller_signal(7, frames)
+    echo = _Echo(None, None)  # type: ignore[arg-type]
+    back = b"".join(
+        echo._ulaw_to_24k(own[i : i + FRAME_BYTES]) for i in range(0, len(own), FRAME_BYTES)
+    )
+    assert len(back) == frames * PCM24K_FRAME_BYTES
+    # Every third output is an input sample, one late; the two between interpolate.
+    out = np.frombuffer(back, "<i2").astype(np.int64)
+    pcm = np.frombuffer(ulaw_to_pcm16(own), "<i2").astype(np.int64)
+    assert (out[3::3] == pcm[:-1]).all() and out[0] == 0
+    assert np.abs(out[4::3] - (2 * pcm[:-1] + pcm[1:]) / 3).max() <= 1
+    assert _content_check(7, frames, back, pcm24k=True) == (0, 1)
+    swapped = bytearray(back)
+    a, b = 60 * PCM24K_FRAME_BYTES, 61 * PCM24K_FRAME_BYTES
+    swapped[a:b], swapped[b : b + PCM24K_FRAME_BYTES] = back[b : b + PCM24K_FRAME_BYTES], back[a:b]
+    assert _content_check(7, frames, bytes(swapped), pcm24k=True)[0] == 2
 
 
 def test_frames_are_timed_by_the_arrival_of_their_last_byte() -> None:

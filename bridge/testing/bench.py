@@ -48,6 +48,7 @@ RELAY_AUDIO = "relay+audio"  # the bare relay converting the audio as the bridge
 LATE_S = 0.060
 PLAYOUT_BUFFER_S = 0.040  # the caller's jitter buffer: audio plays this long after it arrives
 WARMUP_FRAMES = 25  # the first 0.5 s of each call is not timed
+PCM24K_FRAME_BYTES = 960  # 20 ms of the echo's 24 kHz PCM, which the bare relay passes on
 P99_LIMIT_S = 0.020
 UP_DELAY_S = Upsampler2x.delay_samples / 16000
 DOWN_DELAY_S = Downsampler3x.delay_samples / 24000
@@ -294,13 +295,24 @@ def _frame_times(events: list[tuple[float, int]], frame_bytes: int, frames: int)
     return times
 
 
-def _content_check(call_id: int, frames: int, back: bytes) -> tuple[int, int | None]:
-    """Frames whose audio is not the caller's own at its place; and the lag in samples."""
-    n = min(frames, len(back) // FRAME_BYTES)
+def _content_check(
+    call_id: int, frames: int, back: bytes, *, pcm24k: bool = False
+) -> tuple[int, int | None]:
+    """Frames whose audio is not the caller's own at its place; and the lag in samples.
+
+    ``back`` is μ-law 8 kHz, or with ``pcm24k`` the emulator's 24 kHz PCM that the bare
+    relay passes on unconverted (compared at every third sample, where it holds the
+    caller's own samples).
+    """
+    frame_bytes = PCM24K_FRAME_BYTES if pcm24k else FRAME_BYTES
+    n = min(frames, len(back) // frame_bytes)
     if n < 10:
         return frames, None
     sent = np.frombuffer(ulaw_to_pcm16(caller_signal(call_id, frames)), "<i2").astype(np.float64)
-    got = np.frombuffer(ulaw_to_pcm16(back[: n * FRAME_BYTES]), "<i2").astype(np.float64)
+    if pcm24k:
+        got = np.frombuffer(back[: n * frame_bytes], "<i2")[::3].astype(np.float64)
+    else:
+        got = np.frombuffer(ulaw_to_pcm16(back[: n * FRAME_BYTES]), "<i2").astype(np.float64)
     probe = got[800:4800] if len(got) >= 4800 else got[: len(got) // 2]
     start = 800 if len(got) >= 4800 else 0
     lags = np.arange(0, 200)
@@ -329,7 +341,8 @@ def _figures(
     # The echo of message i left at echo_out[i]: map each frame to its message's departure.
     paired = [(t, n) for (_, n), t in zip(echo_in, echo_out, strict=False)]
     t2 = _frame_times(paired, gemini_frame_bytes, frames)
-    t3 = _frame_times(trace.received, FRAME_BYTES, frames)
+    # The bare relay passes the echo's 24 kHz PCM on as it came.
+    t3 = _frame_times(trace.received, FRAME_BYTES if converts else PCM24K_FRAME_BYTES, frames)
     lost = int(np.isnan(t3).sum())
     timed = slice(WARMUP_FRAMES, None)
     up = (t1 - t0 + up_delay)[timed]
@@ -344,7 +357,7 @@ def _figures(
             if arrival > due:
                 underruns += 1
                 due = arrival  # the player waits for it, then plays on from there
-    reordered, lag = _content_check(trace.call_id, frames, trace.audio_back)
+    reordered, lag = _content_check(trace.call_id, frames, trace.audio_back, pcm24k=not converts)
     return CallFigures(up[ok], down[ok], lost, reordered, underruns, lag)
 
 

@@ -31,6 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..audio import ulaw_to_pcm16
 from ..gemini.protocol import (
     ClientMessage,
     FunctionCall,
@@ -123,8 +124,9 @@ class EmulatorOptions:
     faults_by_connection: dict[int, FaultPlan] = field(default_factory=dict)  # by index, from 0
     reject_unknown_handles: bool = True
     tool_script: list[ScriptedToolCall] = field(default_factory=list)
-    # The benchmark's Gemini: every audio chunk comes straight back (16 kHz PCM as 24 kHz,
-    # anything else as it came), timed on arrival and departure; nothing else is kept.
+    # The benchmark's Gemini: every audio chunk comes straight back as 24 kHz PCM, as
+    # Gemini answers whatever it is sent (16 kHz PCM, or the bare relay's 8 kHz μ-law),
+    # timed on arrival and departure; nothing else is kept.
     echo: bool = False
 
 
@@ -205,6 +207,9 @@ class _Vad:
 # input samples, from the pair (2m, 2m+1) and the next pair's first sample.
 _FROM_PAIR = np.array([[1, 1 / 3, 0], [0, 2 / 3, 2 / 3]], dtype=np.float32)
 _FROM_NEXT = np.array([0, 0, 1 / 3], dtype=np.float32)
+# 8 → 24 kHz: outputs 3m, 3m+1, 3m+2 sit at m, m+1/3, m+2/3 input samples.
+_FROM_THIS = np.array([1, 2 / 3, 1 / 3], dtype=np.float32)
+_FROM_AFTER = np.array([0, 1 / 3, 2 / 3], dtype=np.float32)
 
 
 class _Echo:
@@ -231,6 +236,14 @@ class _Echo:
         at = np.arange(n * 3 // 2, dtype=np.float32) * (2 / 3)
         return np.interp(at, np.arange(n + 1), known).astype("<i2").tobytes()
 
+    def _ulaw_to_24k(self, ulaw: bytes) -> bytes:
+        """μ-law 8 kHz (the bare relay's) the same way, one input sample late (125 µs)."""
+        samples = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.float32)
+        known = np.concatenate(([self._last], samples))
+        self._last = float(samples[-1]) if len(samples) else self._last
+        out = known[:-1, None] * _FROM_THIS + known[1:, None] * _FROM_AFTER
+        return out.astype("<i2").tobytes()
+
     async def run(self) -> None:
         session, ws = self._session, self._ws
         digits = re.compile(r"\d")
@@ -239,7 +252,10 @@ class _Echo:
             message = parse_client_message(raw)
             if message.audio is not None:
                 audio = message.audio
-                if (message.audio_mime or "").endswith("rate=16000"):
+                mime = message.audio_mime or ""
+                if mime.startswith("audio/x-mulaw"):
+                    audio = self._ulaw_to_24k(audio)
+                elif mime.endswith("rate=16000"):
                     audio = self._to_24k(audio)
                 session.echo_in.append((arrived, len(message.audio)))
                 await ws.send(server_content_message(audio=audio))

@@ -3,6 +3,8 @@
 Same uvicorn, Starlette and websockets as the bridge, the same frames each way,
 but no audio conversion, no token, no metrics, no marks, no bookkeeping: what
 is left is the floor the stack itself sets. The bridge is measured against it.
+Up, the caller's μ-law goes to Gemini as it came; down, Gemini's 24 kHz PCM (all
+it ever sends) goes to the caller as it came, in the payload of a media event.
 
 With ``--convert-audio`` it also converts the audio as the bridge must (μ-law
 8 kHz ↔ PCM 16/24 kHz, with the bridge's own converters and message builders)
