@@ -312,7 +312,7 @@ def _content_check(
     if pcm24k:
         got = np.frombuffer(back[: n * frame_bytes], "<i2")[::3].astype(np.float64)
     else:
-        got = np.frombuffer(ulaw_to_pcm16(back[: n * FRAME_BYTES]), "<i2").astype(np.float64)
+        got = np.frombuffer(ulaw_to_pcm16(back[: n * frame_bytes]), "<i2").astype(np.float64)
     probe = got[800:4800] if len(got) >= 4800 else got[: len(got) // 2]
     start = 800 if len(got) >= 4800 else 0
     lags = np.arange(0, 200)
