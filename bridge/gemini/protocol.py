@@ -10,13 +10,14 @@ audio, transcription and flags together), so nothing here is an ``elif``.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import pybase64
 
 INPUT_AUDIO_MIME = "audio/pcm;rate=16000"
 OUTPUT_AUDIO_MIME = "audio/pcm;rate=24000"
@@ -54,19 +55,19 @@ def _b64decode(text: Any) -> bytes:
     if not isinstance(text, str):
         raise GeminiProtocolError("inline data is not a base64 string")
     try:
-        return binascii.a2b_base64(text, strict_mode=True)  # what Gemini sends
+        return pybase64.b64decode(text, validate=True)  # what Gemini sends
     except (binascii.Error, ValueError):
         pass  # proto3 JSON also allows the URL-safe alphabet and no padding
     text = text.replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)
     try:
-        return base64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise GeminiProtocolError("inline data is not valid base64") from None
 
 
 def _b64encode(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
+    return pybase64.b64encode_as_string(data)
 
 
 def parse_duration(text: Any) -> float:

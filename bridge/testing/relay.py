@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import binascii
 import contextlib
 import json
 
+import pybase64
 import uvicorn
 import websockets
 from starlette.applications import Starlette
@@ -61,7 +61,7 @@ def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> 
                     message = json.loads(await twilio.receive_text())
                     event = message.get("event")
                     if event == "media" and convert_audio:
-                        ulaw = binascii.a2b_base64(message["media"]["payload"])
+                        ulaw = pybase64.b64decode(message["media"]["payload"])
                         await gemini.send(audio_input_message(to_gemini.to_gemini_pcm(ulaw)))
                     elif event == "media":
                         await gemini.send(
@@ -80,7 +80,7 @@ def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> 
                     for part in content.get("modelTurn", {}).get("parts", []):
                         payload = part["inlineData"]["data"]
                         if convert_audio:
-                            pcm = binascii.a2b_base64(payload)
+                            pcm = pybase64.b64decode(payload)
                             for frame in to_caller.to_twilio_frames(pcm):
                                 await twilio.send_text(media_message(stream_sid, frame))
                             continue

@@ -9,11 +9,12 @@ into ints here so nothing downstream has to care.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import pybase64
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a 20 ms media event is ~400 bytes; nothing legitimate is near this
 
@@ -133,7 +134,7 @@ def _int(obj: dict[str, Any], key: str, default: int | None = None) -> int:
 
 def _b64(text: str, key: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(f"'{key}' is not valid base64") from None
 
@@ -162,7 +163,7 @@ def _usual_media(message: dict[str, Any]) -> Media | None:
     ):
         return None
     try:
-        audio = binascii.a2b_base64(payload, strict_mode=True)
+        audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return None
     return Media(sid, int(sequence), track, int(chunk), int(timestamp), audio)
@@ -250,7 +251,7 @@ def parse_twilio_event(data: str | bytes) -> TwilioEvent:
 def media_message(stream_sid: str, ulaw: bytes) -> str:
     # Hot path (50 frames/s per call): one format, no dict, no json.dumps.
     # Stream SIDs are [A-Za-z0-9]; base64 never needs escaping.
-    payload = binascii.b2a_base64(ulaw, newline=False).decode("ascii")
+    payload = pybase64.b64encode_as_string(ulaw)
     return f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{payload}"}}}}'
 
 
@@ -340,7 +341,7 @@ def start_event(
 def media_event(
     *, stream_sid: str, sequence_number: int, chunk: int, timestamp_ms: int, ulaw: bytes
 ) -> str:
-    payload = binascii.b2a_base64(ulaw, newline=False).decode("ascii")
+    payload = pybase64.b64encode_as_string(ulaw)
     return (
         f'{{"event":"media","sequenceNumber":"{sequence_number}","media":{{"track":"inbound",'
         f'"chunk":"{chunk}","timestamp":"{timestamp_ms}","payload":"{payload}"}},'
