@@ -22,6 +22,7 @@ from bridge.testing.bench import (
     LADDER,
     RELAY_AUDIO,
     StepResult,
+    cpu_against_relay,
     emulator_process,
     machine,
     micro_benchmark,
@@ -148,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                 ceiling = best[RELAY_AUDIO] / best["relay"]
                 report["relay_audio_vs_relay"] = round(ceiling, 3)
                 print(f"{RELAY_AUDIO} / relay: {ceiling:.0%} (what converting the audio leaves)")
+    if ratios := cpu_against_relay(steps):
+        report["cpu_vs_relay"] = ratios
+        print("\nCPU per call-minute over the bare relay's, at equal calls (passing steps):")
+        for name, by_calls in ratios.items():
+            print(f"  {name:<12}" + "  ".join(f"{n}: {r:.2f}×" for n, r in by_calls.items()))
     if args.json:
         write_json(args.json, report)
     if args.plot:

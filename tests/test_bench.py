@@ -48,6 +48,12 @@ def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) 
     assert relay_audio["content_delay_ms"] == 3.0  # it converts with the bridge's own filters
     assert relay_audio["frames_lost"] == 0 and relay_audio["frames_reordered"] == 0
     assert "round trip" in result.stdout and "relay" in result.stdout
+    if all(
+        step["round_trip_ms"]["p99"] < 20 and not step["frames_lost"] for step in report["steps"]
+    ):
+        ratios = report["cpu_vs_relay"]  # both against the bare relay at the same 5 calls
+        assert set(ratios) == {"bridge", "relay+audio"} and set(ratios["bridge"]) == {"5"}
+        assert all(r > 0 for by_calls in ratios.values() for r in by_calls.values())
 
 
 def test_content_check_finds_frames_out_of_place_and_other_calls_audio() -> None:
@@ -157,3 +163,29 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
     assert ran[:6] == [("a", 10), ("b", 10), ("a", 25), ("b", 25), ("a", 50), ("a", 50)]
     assert ("b", 50) in ran[6:8] and ran.count(("b", 50)) == 2  # failed once, then passed
     assert len(steps) == len(ran)
+
+
+def test_cpu_against_the_relay_compares_passing_steps_at_equal_calls() -> None:
+    from types import SimpleNamespace
+
+    from bridge.testing.bench import cpu_against_relay
+
+    def step(name: str, calls: int, cpu: float, passed: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(name=name, calls=calls, cpu_s_per_call_minute=cpu, passed=passed)
+
+    steps = [
+        step("bridge", 50, 0.5),
+        step("relay", 50, 0.4),
+        step("relay+audio", 50, 0.44),
+        step("bridge", 100, 0.9, passed=False),  # overloaded: its CPU says nothing
+        step("bridge", 100, 0.42),  # the second try passed
+        step("relay", 100, 0.3),
+        step("relay+audio", 100, 0.5, passed=False),
+        step("relay+audio", 100, 0.6, passed=False),
+        step("relay", 200, 0.25),  # the bridge never ran 200
+    ]
+    assert cpu_against_relay(steps) == {  # type: ignore[arg-type]
+        "bridge": {50: 1.25, 100: 1.4},
+        "relay+audio": {50: 1.1},
+    }
+    assert cpu_against_relay([step("bridge", 50, 0.5)]) == {}  # type: ignore[arg-type]

@@ -631,6 +631,28 @@ def sweep(
     return steps, best
 
 
+def cpu_against_relay(steps: list[StepResult]) -> dict[str, dict[int, float]]:
+    """Each server's CPU per call-minute over the bare relay's, at the call counts where
+    both passed (median of the passing tries): the steadier comparison. The ratio of
+    maxima hangs on a few dozen slow frames in one step; this one does not."""
+
+    def passing(name: str) -> dict[int, float]:
+        cpu: dict[int, list[float]] = {}
+        for step in steps:
+            if step.name == name and step.passed:
+                cpu.setdefault(step.calls, []).append(step.cpu_s_per_call_minute)
+        return {calls: float(np.median(values)) for calls, values in cpu.items()}
+
+    relay = passing("relay")
+    ratios: dict[str, dict[int, float]] = {}
+    for name in dict.fromkeys(step.name for step in steps if step.name != "relay"):
+        own = passing(name)
+        common = sorted(set(own) & set(relay))
+        if common:
+            ratios[name] = {calls: round(own[calls] / relay[calls], 3) for calls in common}
+    return ratios
+
+
 def write_json(path: str, report: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as out:
         json.dump(
