@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from bridge.audio import pcm16_to_ulaw
+from bridge.turn_state import TurnState
+
+VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
+QUIET = bytes(640)
+
 
 class Clock:
     """A clock the test moves by hand: ``clock.now += 0.02``."""
@@ -11,3 +19,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
+    """``n`` 20 ms caller frames of ``frame`` (16 kHz PCM), as the bridge hands them over."""
+    for _ in range(n):
+        clock.now += 0.02
+        half_rate = np.frombuffer(frame, dtype="<i2")[::2].tobytes()  # a rough 8 kHz copy
+        state.on_caller_frame(pcm16_to_ulaw(half_rate), frame)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
-from bridge.audio import pcm16_to_ulaw
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
 from bridge.gemini.link import GeminiLink, LinkPolicy
 from bridge.gemini.protocol import (
@@ -18,10 +16,8 @@ from bridge.gemini.protocol import (
 )
 from bridge.transcript import Transcript
 from bridge.turn_state import TurnState
-from tests.fakes import Clock
+from tests.fakes import QUIET, VOICE, Clock, feed
 
-VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
-QUIET = bytes(640)
 POLICY = LinkPolicy(stall_timeout_s=6.0, supervise_every_s=0.1, idle_check_s=1.0)
 
 
@@ -38,10 +34,8 @@ def make_link(turns: TurnState) -> GeminiLink:
 
 def speak_then_wait(turns: TurnState, clock: Clock) -> float:
     """The caller says something and stops; returns when their turn ended."""
-    for frame, n in ((VOICE, 50), (QUIET, 40)):
-        for _ in range(n):
-            clock.now += 0.02
-            turns.on_caller_frame(pcm16_to_ulaw(np.frombuffer(frame, "<i2")[::2].tobytes()), frame)
+    feed(turns, clock, VOICE, 50)
+    feed(turns, clock, QUIET, 40)
     waiting_since = turns.waiting_since()
     assert waiting_since is not None
     return waiting_since

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from bridge.audio import pcm16_to_ulaw
 from bridge.turn_state import TurnState
-from tests.fakes import Clock
-
-VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
-QUIET = bytes(640)
-
-
-def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
-    for _ in range(n):
-        clock.now += 0.02
-        half_rate = np.frombuffer(frame, dtype="<i2")[::2].tobytes()  # a rough 8 kHz copy
-        state.on_caller_frame(pcm16_to_ulaw(half_rate), frame)
+from tests.fakes import QUIET, VOICE, Clock, feed
 
 
 def test_a_turn_ends_after_quiet_and_waits_for_an_answer() -> None:
