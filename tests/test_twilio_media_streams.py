@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.twilio.media_streams import (
     MAX_MESSAGE_BYTES,
@@ -172,31 +174,81 @@ def test_sid_format() -> None:
     assert not is_valid_sid("MZ123", "MZ")
 
 
-def test_the_usual_media_fast_path_reads_what_the_general_parser_reads() -> None:
+def _both_ways(frame: str) -> list[object]:
+    """What parse_twilio_event makes of ``frame`` with the media fast path and without."""
     from bridge.twilio import media_streams
 
+    fast_path = media_streams._usual_media
+    outcomes: list[object] = []
+    for usual in (fast_path, lambda data: None):
+        media_streams._usual_media = usual  # type: ignore[assignment]
+        try:
+            outcomes.append(parse_twilio_event(frame))
+        except ProtocolError as exc:
+            outcomes.append(str(exc))
+        finally:
+            media_streams._usual_media = fast_path
+    return outcomes
+
+
+TWILIO_MEDIA = media_event(
+    stream_sid=STREAM, sequence_number=4, chunk=2, timestamp_ms=40, ulaw=bytes(range(160))
+)
+
+
+def test_media_as_twilio_sends_it_takes_the_fast_path() -> None:
+    from bridge.twilio.media_streams import _usual_media
+
+    # Byte for byte as logged from a real call (key order, no spaces).
+    real = (
+        '{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1",'
+        '"timestamp":"155","payload":"f39///////9/f39/"},"streamSid":"MZ5174584e1127285e2b015e720b3d9e68"}'
+    )
+    assert _usual_media(real) == Media(
+        "MZ5174584e1127285e2b015e720b3d9e68",
+        2,
+        "inbound",
+        1,
+        155,
+        base64.b64decode("f39///////9/f39/"),
+    )
+    assert _usual_media(TWILIO_MEDIA) is not None
+
+
+def test_the_usual_media_fast_path_reads_what_the_general_parser_reads() -> None:
     def frame(media: dict[str, object], **top: object) -> str:
         return json.dumps({"event": "media", "streamSid": STREAM, **top, "media": media})
 
     payload = base64.b64encode(bytes(range(160))).decode()
     cases = [
-        media_event(stream_sid=STREAM, sequence_number=4, chunk=2, timestamp_ms=40, ulaw=b"\x01"),
+        TWILIO_MEDIA,
+        TWILIO_MEDIA.replace('"inbound"', '"outbound"'),
+        TWILIO_MEDIA.replace('"inbound"', '"Inbound"'),  # not a shape Twilio sends: the general way
+        TWILIO_MEDIA.replace('"chunk":"2"', '"chunk":"' + "1" * 19 + '"'),  # too long a counter
+        TWILIO_MEDIA.replace('"chunk":"2"', '"chunk":"١٢"'),  # digits, but not ASCII ones
+        TWILIO_MEDIA.replace('"chunk":"2"', '"chunk":2'),  # an int, not a string
+        TWILIO_MEDIA.replace(payload, payload[:-1]),  # broken base64
+        TWILIO_MEDIA.replace(payload, payload[:-4] + "AA=="),
+        TWILIO_MEDIA.replace(payload, "AA==" + payload[4:]),  # padding inside
+        TWILIO_MEDIA.replace(payload, payload.replace("/", "\\/")),  # JSON may escape "/"
+        TWILIO_MEDIA.replace(STREAM, "MZ\\u0041"),
+        TWILIO_MEDIA + " ",
+        TWILIO_MEDIA.replace(",", ", "),
         frame({"payload": payload}),  # counters and track left out
-        frame({"payload": payload, "track": "outbound", "chunk": 3}, sequenceNumber=9),  # ints
-        frame({"payload": payload, "chunk": "1" * 19}),  # too long to be a counter
-        frame({"payload": payload, "chunk": "١٢"}),  # digits, but not ASCII ones
-        frame({"payload": payload[:-1]}),  # broken base64
+        frame({"payload": payload, "track": "outbound", "chunk": 3}, sequenceNumber=9),
         frame({"payload": 5}),
+        TWILIO_MEDIA.replace(payload, "A" * MAX_MESSAGE_BYTES),
     ]
-    fast_path = media_streams._usual_media
     for case in cases:
-        outcomes = []
-        for usual in (fast_path, lambda message: None):
-            media_streams._usual_media = usual  # type: ignore[assignment]
-            try:
-                outcomes.append(parse_twilio_event(case))
-            except ProtocolError as exc:
-                outcomes.append(str(exc))  # type: ignore[arg-type]
-            finally:
-                media_streams._usual_media = fast_path
-        assert outcomes[0] == outcomes[1], case
+        fast, general = _both_ways(case)
+        assert fast == general, case
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(TWILIO_MEDIA) - 1), st.sampled_from('"{}:,\\ 0aZ/+=_-'), st.booleans())
+def test_a_media_frame_off_by_one_character_reads_the_same_either_way(
+    at: int, char: str, insert: bool
+) -> None:
+    frame = TWILIO_MEDIA[:at] + char + TWILIO_MEDIA[at + (0 if insert else 1) :]
+    fast, general = _both_ways(frame)
+    assert fast == general

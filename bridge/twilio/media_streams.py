@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,29 +140,21 @@ def _b64(text: str, key: str) -> bytes:
         raise ProtocolError(f"'{key}' is not valid base64") from None
 
 
-def _counter(value: Any) -> bool:
-    return type(value) is str and value.isdigit() and value.isascii() and len(value) <= 18
+# Twilio's media event as it sends it (this key order, no spaces: so it shows in logs of
+# real calls). Fifty a second per call: one match reads it, where a JSON parse and the
+# checks cost twice as much. Anything else, odd or wrong, goes the general way, which
+# says what is wrong.
+_USUAL_MEDIA = re.compile(
+    r'\{"event":"media","sequenceNumber":"([0-9]{1,18})",'
+    r'"media":\{"track":"([a-z_]{1,20})","chunk":"([0-9]{1,18})","timestamp":"([0-9]{1,18})",'
+    r'"payload":"([A-Za-z0-9+/]*={0,2})"\},"streamSid":"([A-Za-z0-9]{1,64})"\}'
+)
 
 
-def _usual_media(message: dict[str, Any]) -> Media | None:
-    """Fifty a second per call: the shape Twilio always sends, checked inline. Anything
-    else, odd or wrong, goes the general way, which says what is wrong."""
-    media = message.get("media")
-    if type(media) is not dict:
+def _usual_media(data: str) -> Media | None:
+    if len(data) > MAX_MESSAGE_BYTES or (match := _USUAL_MEDIA.fullmatch(data)) is None:
         return None
-    sid, payload = message.get("streamSid"), media.get("payload")
-    sequence = message.get("sequenceNumber", "0")
-    chunk, timestamp = media.get("chunk", "0"), media.get("timestamp", "0")
-    track = media.get("track", "inbound")
-    if not (
-        type(sid) is str
-        and type(payload) is str
-        and type(track) is str
-        and _counter(sequence)
-        and _counter(chunk)
-        and _counter(timestamp)
-    ):
-        return None
+    sequence, track, chunk, timestamp, payload, sid = match.groups()
     try:
         audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -171,10 +164,10 @@ def _usual_media(message: dict[str, Any]) -> Media | None:
 
 def parse_twilio_event(data: str | bytes) -> TwilioEvent:
     """Parse one frame from Twilio; raises ProtocolError with a loggable reason."""
+    if type(data) is str and (media := _usual_media(data)) is not None:
+        return media
     message = _load(data)
     event = message.get("event")
-    if event == "media" and (media := _usual_media(message)) is not None:
-        return media
     if not isinstance(event, str):
         raise ProtocolError("'event' missing or not a string")
     if event == "media":
