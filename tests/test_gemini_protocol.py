@@ -222,7 +222,13 @@ def test_the_audio_only_fast_path_reads_what_the_general_parser_reads() -> None:
         '{"inlineData":{"mimeType":"audio/pcm","data":"AAE"}}]}}}',
         '{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"image/png","data":"AA"}}]}}}',
         '{"serverContent":{"modelTurn":{"parts":[{"text":"hi"}]},"turnComplete":true}}',
+        '{"serverContent": {"modelTurn": {"role": "model", "parts": [{"inlineData": '
+        '{"mimeType": "audio/pcm;rate=24000", "data": "AAEC"}}]}}}',
+        '{"serverContent":{"modelTurn":{"parts":[],"role":"model","extra":1}}}',
     ]
+    # What Gemini sends most (audio, with "role": "model") is read the fast way.
+    assert protocol._audio_only(json.loads(cases[0])) is not None
+    assert protocol._audio_only(json.loads(cases[5])) is not None
     fast_path = protocol._audio_only
     for case in cases:
         fast = protocol.parse_server_message(case)
@@ -250,7 +256,8 @@ def test_the_emulators_fast_paths_match_the_general_ones() -> None:
                             "data": base64.b64encode(pcm).decode(),
                         }
                     }
-                ]
+                ],
+                "role": "model",
             }
         }
     }

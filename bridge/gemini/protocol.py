@@ -314,7 +314,9 @@ def _audio_only(raw: dict[str, Any]) -> ServerMessage | None:
         return None
     if len(content) != 1 or not isinstance(turn := content.get("modelTurn"), dict):
         return None
-    if len(turn) != 1 or not isinstance(parts := turn.get("parts"), list):
+    if not isinstance(parts := turn.get("parts"), list):
+        return None
+    if len(turn) != 1 and not (len(turn) == 2 and "role" in turn):  # "role": "model" is usual
         return None
     audio = []
     for part in parts:
@@ -567,12 +569,13 @@ def server_content_message(
             + OUTPUT_AUDIO_MIME
             + '","data":"'
             + _b64encode(audio)
-            + '"}}]}}}'
+            + '"}}],"role":"model"}}}'
         )
     content: dict[str, Any] = {}
     if audio is not None:
         content["modelTurn"] = {
-            "parts": [{"inlineData": {"mimeType": OUTPUT_AUDIO_MIME, "data": _b64encode(audio)}}]
+            "parts": [{"inlineData": {"mimeType": OUTPUT_AUDIO_MIME, "data": _b64encode(audio)}}],
+            "role": "model",  # as Gemini sends it (Content's field order: parts, role)
         }
     if input_transcription is not None:
         content["inputTranscription"] = {"text": input_transcription}
