@@ -6,9 +6,15 @@ import asyncio
 import socket
 
 import pytest
+import websockets
 
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint, OAuthAuth
-from bridge.gemini.protocol import SessionConfig, text_input_message
+from bridge.gemini.protocol import (
+    SessionConfig,
+    parse_server_message,
+    setup_message,
+    text_input_message,
+)
 from bridge.gemini.session import GeminiSession, GeminiSetupError
 from bridge.testing.emulator import EmulatorOptions, GeminiEmulator
 
@@ -50,6 +56,22 @@ def test_setup_completes_and_the_emulator_records_the_setup() -> None:
             assert message.server_content.audio  # the answer to "hello"
             await session.close()
             assert session.state == "closed"
+
+    asyncio.run(scenario())
+
+
+def test_the_emulator_sends_json_in_binary_frames_as_gemini_does() -> None:
+    """So every end-to-end call goes through the bridge's path for bytes, as in production."""
+
+    async def scenario() -> None:
+        async with GeminiEmulator() as emulator:
+            async with websockets.connect(
+                emulator.url, additional_headers={"x-goog-api-key": "emulator-key"}
+            ) as ws:
+                await ws.send(setup_message(CONFIG))
+                raw = await asyncio.wait_for(ws.recv(), 5)
+                assert isinstance(raw, bytes)
+                assert parse_server_message(raw).setup_complete is not None
 
     asyncio.run(scenario())
 

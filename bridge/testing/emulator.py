@@ -19,7 +19,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
@@ -156,6 +156,11 @@ class EmulatedSession:
     echo_out: list[float] = field(default_factory=list)  # when each echo was sent
 
 
+def _send(ws: ServerConnection, message: str) -> Awaitable[None]:
+    """Gemini sends its JSON in binary frames, not text ones: so does the emulator."""
+    return ws.send(message.encode())
+
+
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:
     """Close as Google does; a close reason may carry at most 123 bytes."""
     await ws.close(code, reason.encode()[:123].decode(errors="ignore"))
@@ -261,7 +266,7 @@ class _Echo:
                 elif mime.endswith("rate=16000"):
                     audio = self._to_24k(audio)
                 session.echo_in.append((arrived, len(message.audio)))
-                await ws.send(server_content_message(audio=audio))
+                await _send(ws, server_content_message(audio=audio))
                 session.echo_out.append(time.monotonic())
             elif message.text is not None:
                 session.keypad += "".join(digits.findall(message.text))
@@ -298,7 +303,7 @@ class _Conversation:
         self._reply = reply
 
     async def run(self) -> None:
-        await self._ws.send(resumption_update_message(self._issue_handle(), resumable=True))
+        await _send(self._ws, resumption_update_message(self._issue_handle(), resumable=True))
         try:
             async for raw in self._ws:
                 try:
@@ -349,7 +354,7 @@ class _Conversation:
             await self._stop_answer()
             self._session.tool_calls_sent.extend(entry.calls)
             self._pending_tools |= {c.id for c in entry.calls}
-            await self._ws.send(tool_call_message(entry.calls))
+            await _send(self._ws, tool_call_message(entry.calls))
             if entry.cancel_after_s is not None:
                 task = asyncio.create_task(self._cancel_later(entry))
                 self._cancel_tasks.add(task)
@@ -361,7 +366,7 @@ class _Conversation:
         ids = [c.id for c in entry.calls if c.id in self._pending_tools]
         if ids:
             self._pending_tools -= set(ids)
-            await self._ws.send(tool_call_cancellation_message(ids))
+            await _send(self._ws, tool_call_cancellation_message(ids))
 
     async def _hear(self, pcm: bytes) -> None:
         self._session.audio_in += pcm
@@ -382,13 +387,14 @@ class _Conversation:
         await self._stop_answer()
         self._playing_until = 0.0
         self._session.interruptions += 1
-        await self._ws.send(server_content_message(interrupted=True, turn_complete=generating))
+        await _send(self._ws, server_content_message(interrupted=True, turn_complete=generating))
 
     async def _caller_finished(self) -> None:
         self._session.caller_turns += 1
         seconds = self._vad.speech_blocks * BLOCK_MS / 1000
-        await self._ws.send(
-            server_content_message(input_transcription=f"(caller spoke for {seconds:.1f} s)")
+        await _send(
+            self._ws,
+            server_content_message(input_transcription=f"(caller spoke for {seconds:.1f} s)"),
         )
         if not await self._call_tools(turn=self._session.caller_turns):
             await self._start_answer()
@@ -410,7 +416,7 @@ class _Conversation:
         await asyncio.sleep(options.response_delay_s)
         self._session.answers_started += 1
         # Mid-generation a session cannot be resumed: Google says so with an empty handle.
-        await self._ws.send(resumption_update_message(None, resumable=False))
+        await _send(self._ws, resumption_update_message(None, resumable=False))
         chunk_bytes = OUTPUT_RATE * options.chunk_ms // 1000 * 2
         interval = options.chunk_ms / 1000 / options.burst_factor
         seconds = len(self._reply) / 2 / OUTPUT_RATE
@@ -424,16 +430,16 @@ class _Conversation:
             chunk = self._reply[i : i + chunk_bytes]
             # 3.x models combine fields: the first chunk carries its transcription.
             text = options.answer_text if i == 0 else None
-            await self._ws.send(server_content_message(audio=chunk, output_transcription=text))
+            await _send(self._ws, server_content_message(audio=chunk, output_transcription=text))
             next_send += interval
             await asyncio.sleep(max(0.0, next_send - time.monotonic()))
-        await self._ws.send(server_content_message(generation_complete=True))
+        await _send(self._ws, server_content_message(generation_complete=True))
         usage = UsageMetadata(prompt_tokens=100, response_tokens=25, total_tokens=125)
-        await self._ws.send(server_content_message(turn_complete=True, usage=usage))
+        await _send(self._ws, server_content_message(turn_complete=True, usage=usage))
         self._session.answers_completed += 1
         start, seconds, _ = self._session.answers[answer]
         self._session.answers[answer] = (start, seconds, True)
-        await self._ws.send(resumption_update_message(self._issue_handle(), resumable=True))
+        await _send(self._ws, resumption_update_message(self._issue_handle(), resumable=True))
 
 
 class GeminiEmulator:
@@ -547,7 +553,7 @@ class GeminiEmulator:
             if faults.refuse_setup:
                 await _close(ws, 1011, "The service is currently unavailable.")
                 return
-            await ws.send(setup_complete_message(secrets.token_hex(8)))
+            await _send(ws, setup_complete_message(secrets.token_hex(8)))
             if self.options.echo:
                 await _Echo(ws, session).run()
                 return
@@ -605,7 +611,7 @@ class GeminiEmulator:
         for at, what in sorted(events):
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             if what == "go_away":
-                await ws.send(go_away_message(plan.go_away_time_left))
+                await _send(ws, go_away_message(plan.go_away_time_left))
             elif what == "deadline":
                 await _close(ws, 1011, "Deadline expired before operation could complete.")
                 return
@@ -624,7 +630,7 @@ class GeminiEmulator:
             return False
         ws = rng.choice(open_ones)
         if kind == "go_away":
-            await ws.send(go_away_message(10.0))
+            await _send(ws, go_away_message(10.0))
             task = asyncio.create_task(self._deadline(ws, 10.0))
             self._fault_tasks.add(task)
             task.add_done_callback(self._fault_tasks.discard)

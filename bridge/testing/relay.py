@@ -75,8 +75,9 @@ def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> 
                         return
 
             async def down() -> None:
-                async for raw in gemini:
-                    content = json.loads(raw).get("serverContent", {})
+                async for raw in gemini:  # binary frames of UTF-8 JSON, as the bridge reads them
+                    text = raw.decode() if isinstance(raw, bytes) else raw
+                    content = json.loads(text).get("serverContent", {})
                     for part in content.get("modelTurn", {}).get("parts", []):
                         payload = part["inlineData"]["data"]
                         if convert_audio:
