@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.gemini.protocol import (
     FunctionCall,
@@ -211,34 +213,72 @@ def test_bad_client_messages_raise(raw: str) -> None:
         parse_client_message(raw)
 
 
-def test_the_audio_only_fast_path_reads_what_the_general_parser_reads() -> None:
+def _both_ways(message: str | bytes) -> list[object]:
+    """What parse_server_message makes of ``message`` with the audio fast path and without."""
+    from bridge.gemini import protocol
+
+    fast_path = protocol._audio_message
+    outcomes: list[object] = []
+    for usual in (fast_path, lambda text: None):
+        protocol._audio_message = usual  # type: ignore[assignment]
+        try:
+            outcomes.append(protocol.parse_server_message(message))
+        except GeminiProtocolError as exc:
+            outcomes.append(str(exc))
+        finally:
+            protocol._audio_message = fast_path
+    return outcomes
+
+
+GEMINI_AUDIO = server_content_message(audio=bytes(range(48)))
+
+
+def test_the_audio_fast_path_reads_what_the_general_parser_reads() -> None:
     from bridge.gemini import protocol
 
     chunk = bytes(range(256)) * 3
+    b64 = base64.b64encode(chunk).decode()
+    spaced = (
+        '{\n  "serverContent": {\n    "modelTurn": {\n      "role": "model",\n      "parts": [\n'
+        '        {\n          "inlineData": {\n            "mimeType": "audio/pcm;rate=24000",\n'
+        f'            "data": "{b64}"\n          }}\n        }}\n      ]\n    }}\n  }}\n}}\n'
+    )
+    usual = [server_content_message(audio=chunk), spaced, spaced.encode()]
+    for message in usual:  # what Gemini sends most is read the fast way
+        text = message.decode() if isinstance(message, bytes) else message
+        assert protocol._audio_message(text) is not None
     cases = [
-        protocol.server_content_message(audio=chunk),
+        *usual,
+        GEMINI_AUDIO.replace('"role":"model"', '"role":"user"'),  # not a shape Gemini sends
+        GEMINI_AUDIO.replace("audio/pcm;rate=24000", "audio/pcm"),
+        GEMINI_AUDIO.replace("audio/pcm;rate=24000", "image/png"),
+        GEMINI_AUDIO.replace('"data":"', '"data":"AA-_'),  # URL-safe: the general way reads it
+        GEMINI_AUDIO.replace('"data":"', '"data":"\\u0041'),
+        GEMINI_AUDIO.replace('"data":"', '"data":"\n'),  # a raw control character
+        GEMINI_AUDIO + "x",
+        "\ufeff" + GEMINI_AUDIO,
+        GEMINI_AUDIO.encode("utf-16"),
+        b"\xff" + GEMINI_AUDIO.encode(),
         '{"server_content":{"model_turn":{"parts":[{"inline_data":{"mime_type":"audio/pcm;rate=24000","data":"AAEC"}}]}}}',
         '{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm","data":"AA-_"}},'
         '{"inlineData":{"mimeType":"audio/pcm","data":"AAE"}}]}}}',
-        '{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"image/png","data":"AA"}}]}}}',
         '{"serverContent":{"modelTurn":{"parts":[{"text":"hi"}]},"turnComplete":true}}',
-        '{"serverContent": {"modelTurn": {"role": "model", "parts": [{"inlineData": '
-        '{"mimeType": "audio/pcm;rate=24000", "data": "AAEC"}}]}}}',
         '{"serverContent":{"modelTurn":{"parts":[],"role":"model","extra":1}}}',
     ]
-    # What Gemini sends most (audio, with "role": "model") is read the fast way.
-    assert protocol._audio_only(json.loads(cases[0])) is not None
-    assert protocol._audio_only(json.loads(cases[5])) is not None
-    fast_path = protocol._audio_only
     for case in cases:
-        fast = protocol.parse_server_message(case)
-        protocol._audio_only = lambda raw: None  # type: ignore[assignment]
-        try:
-            general = protocol.parse_server_message(case)
-        finally:
-            protocol._audio_only = fast_path
+        fast, general = _both_ways(case)
         assert fast == general, case
-    assert protocol.parse_server_message(cases[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
+    assert protocol.parse_server_message(usual[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(GEMINI_AUDIO) - 1), st.sampled_from('"{}[]:, \n\\aA/+=-_'), st.booleans())
+def test_an_audio_message_off_by_one_character_reads_the_same_either_way(
+    at: int, char: str, insert: bool
+) -> None:
+    message = GEMINI_AUDIO[:at] + char + GEMINI_AUDIO[at + (0 if insert else 1) :]
+    fast, general = _both_ways(message)
+    assert fast == general
 
 
 def test_the_emulators_fast_paths_match_the_general_ones() -> None:

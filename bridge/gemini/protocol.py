@@ -309,35 +309,50 @@ def _int_field(raw: dict[str, Any], *names: str) -> int:
     return 0
 
 
-def _audio_only(raw: dict[str, Any]) -> ServerMessage | None:
-    """Most of a call's messages are just audio: read those without the general walk
-    (a third of the time); anything else, or anything odd, goes the general way."""
-    if len(raw) != 1 or not isinstance(content := raw.get("serverContent"), dict):
+# JSON's own whitespace (``\s`` would also take spaces JSON does not allow).
+_WS = r"[ \t\n\r]*"
+# Gemini's audio message, most of what a call receives: up to the base64 and after it.
+# Any spacing; "role": "model" before or after the parts.
+_AUDIO_HEAD = re.compile(
+    rf'{_WS}\{{{_WS}"serverContent"{_WS}:{_WS}\{{{_WS}"modelTurn"{_WS}:{_WS}\{{{_WS}'
+    rf'(?:"role"{_WS}:{_WS}"model"{_WS},{_WS})?"parts"{_WS}:{_WS}\[{_WS}\{{{_WS}'
+    rf'"inlineData"{_WS}:{_WS}\{{{_WS}"mimeType"{_WS}:{_WS}"audio/pcm[^"\\\x00-\x1f]*"{_WS},{_WS}'
+    rf'"data"{_WS}:{_WS}"'
+)
+_AUDIO_TAIL = re.compile(
+    rf'"{_WS}\}}{_WS}\}}{_WS}\]{_WS}(?:,{_WS}"role"{_WS}:{_WS}"model"{_WS})?'
+    rf"\}}{_WS}\}}{_WS}\}}{_WS}"
+)
+
+
+def _audio_message(text: str) -> ServerMessage | None:
+    """Read Gemini's usual audio message with two matches around its base64, not a JSON
+    parse and a walk (half the time). Anything else, or anything odd, goes the general
+    way."""
+    head = _AUDIO_HEAD.match(text)
+    if head is None:
         return None
-    if len(content) != 1 or not isinstance(turn := content.get("modelTurn"), dict):
+    start = head.end()
+    end = text.find('"', start)
+    if end < 0 or _AUDIO_TAIL.fullmatch(text, end) is None:
         return None
-    if not isinstance(parts := turn.get("parts"), list):
-        return None
-    if len(turn) != 1 and not (len(turn) == 2 and "role" in turn):  # "role": "model" is usual
-        return None
-    audio = []
-    for part in parts:
-        if not isinstance(part, dict) or len(part) != 1:
-            return None
-        inline = part.get("inlineData")
-        if not isinstance(inline, dict) or not isinstance(mime := inline.get("mimeType"), str):
-            return None
-        if not mime.startswith("audio/pcm"):
-            return None
-        audio.append(_b64decode(inline.get("data", "")))
-    return ServerMessage(server_content=ServerContent(audio=tuple(audio)))
+    try:
+        audio = pybase64.b64decode(text[start:end], validate=True)
+    except (binascii.Error, ValueError):
+        return None  # an escape, the URL-safe alphabet, or not base64 at all
+    return ServerMessage(server_content=ServerContent(audio=(audio,)))
 
 
 def parse_server_message(data: str | bytes) -> ServerMessage:
     """Parse one frame from Gemini (text or binary JSON)."""
-    raw = _load(data)
-    if (audio := _audio_only(raw)) is not None:
+    if type(data) is bytes:  # Gemini sends UTF-8 JSON in binary frames
+        try:
+            data = data.decode()
+        except UnicodeDecodeError:
+            raise GeminiProtocolError("not JSON (UnicodeDecodeError)") from None
+    if (audio := _audio_message(data)) is not None:
         return audio
+    raw = _load(data)
     fields: dict[str, Any] = {}
     unknown = [k for k in raw if _camel(k) not in _KNOWN_SERVER_FIELDS]
 
