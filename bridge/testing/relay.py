@@ -27,11 +27,56 @@ import websockets
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
 
 from ..audio import CallerAudioStream, ModelAudioStream
 from ..config import DEFAULT_MODEL
 from ..gemini.protocol import SessionConfig, audio_input_message, setup_message
 from ..twilio.media_streams import media_message
+
+
+async def relay_up(
+    twilio: WebSocket, gemini: ClientConnection, to_gemini: CallerAudioStream | None
+) -> None:
+    """The caller's frames to Gemini: μ-law as it came, or converted when ``to_gemini``."""
+    while True:
+        message = json.loads(await twilio.receive_text())
+        event = message.get("event")
+        if event == "media" and to_gemini is not None:
+            ulaw = pybase64.b64decode(message["media"]["payload"])
+            await gemini.send(audio_input_message(to_gemini.to_gemini_pcm(ulaw)))
+        elif event == "media":
+            await gemini.send(
+                '{"realtimeInput":{"audio":{"mimeType":"audio/x-mulaw;rate=8000",'
+                f'"data":"{message["media"]["payload"]}"}}}}}}'
+            )
+        elif event == "dtmf":
+            await gemini.send(json.dumps({"realtimeInput": {"text": message["dtmf"]["digit"]}}))
+        elif event == "stop":
+            return
+
+
+async def relay_down(
+    twilio: WebSocket,
+    gemini: ClientConnection,
+    stream_sid: str,
+    to_caller: ModelAudioStream | None,
+) -> None:
+    """Gemini's audio to the caller: its 24 kHz PCM as it came, or converted when
+    ``to_caller``."""
+    async for raw in gemini:  # binary frames of UTF-8 JSON, as the bridge reads them
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        content = json.loads(text).get("serverContent", {})
+        for part in content.get("modelTurn", {}).get("parts", []):
+            payload = part["inlineData"]["data"]
+            if to_caller is not None:
+                pcm = pybase64.b64decode(payload)
+                for frame in to_caller.to_twilio_frames(pcm):
+                    await twilio.send_text(media_message(stream_sid, frame))
+                continue
+            await twilio.send_text(
+                f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{payload}"}}}}'
+            )
 
 
 def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> Starlette:
@@ -42,7 +87,6 @@ def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> 
     async def relay(twilio: WebSocket) -> None:
         await twilio.accept()
         stream_sid = ""
-        to_gemini, to_caller = CallerAudioStream(), ModelAudioStream()
         while not stream_sid:  # connected, then start
             message = json.loads(await twilio.receive_text())
             if message.get("event") == "start":
@@ -55,42 +99,16 @@ def relay_app(gemini_url: str, api_key: str, *, convert_audio: bool = False) -> 
         ) as gemini:
             await gemini.send(setup)
             await gemini.recv()  # setupComplete
-
-            async def up() -> None:
-                while True:
-                    message = json.loads(await twilio.receive_text())
-                    event = message.get("event")
-                    if event == "media" and convert_audio:
-                        ulaw = pybase64.b64decode(message["media"]["payload"])
-                        await gemini.send(audio_input_message(to_gemini.to_gemini_pcm(ulaw)))
-                    elif event == "media":
-                        await gemini.send(
-                            '{"realtimeInput":{"audio":{"mimeType":"audio/x-mulaw;rate=8000",'
-                            f'"data":"{message["media"]["payload"]}"}}}}}}'
-                        )
-                    elif event == "dtmf":
-                        text = json.dumps({"realtimeInput": {"text": message["dtmf"]["digit"]}})
-                        await gemini.send(text)
-                    elif event == "stop":
-                        return
-
-            async def down() -> None:
-                async for raw in gemini:  # binary frames of UTF-8 JSON, as the bridge reads them
-                    text = raw.decode() if isinstance(raw, bytes) else raw
-                    content = json.loads(text).get("serverContent", {})
-                    for part in content.get("modelTurn", {}).get("parts", []):
-                        payload = part["inlineData"]["data"]
-                        if convert_audio:
-                            pcm = pybase64.b64decode(payload)
-                            for frame in to_caller.to_twilio_frames(pcm):
-                                await twilio.send_text(media_message(stream_sid, frame))
-                            continue
-                        await twilio.send_text(
-                            f'{{"event":"media","streamSid":"{stream_sid}",'
-                            f'"media":{{"payload":"{payload}"}}}}'
-                        )
-
-            tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+            tasks = [
+                asyncio.create_task(
+                    relay_up(twilio, gemini, CallerAudioStream() if convert_audio else None)
+                ),
+                asyncio.create_task(
+                    relay_down(
+                        twilio, gemini, stream_sid, ModelAudioStream() if convert_audio else None
+                    )
+                ),
+            ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             except WebSocketDisconnect:
