@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
 
 from bridge.audio import pcm16_to_ulaw
 from bridge.turn_state import TurnState
@@ -27,3 +28,14 @@ def feed(state: TurnState, clock: Clock, frame: bytes, n: int) -> None:
         clock.now += 0.02
         half_rate = np.frombuffer(frame, dtype="<i2")[::2].tobytes()  # a rough 8 kHz copy
         state.on_caller_frame(pcm16_to_ulaw(half_rate), frame)
+
+
+def one_character_off(text: str, chars: str) -> st.SearchStrategy[str]:
+    """``text`` with one of ``chars`` put in at, or in place of, any one position: how the
+    protocols' fast paths are held to reading a message as their general paths do."""
+    return st.builds(
+        lambda at, char, insert: text[:at] + char + text[at + (0 if insert else 1) :],
+        st.integers(0, len(text) - 1),
+        st.sampled_from(chars),
+        st.booleans(),
+    )
