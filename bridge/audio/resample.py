@@ -109,9 +109,16 @@ class _CFilter:
 
     __slots__ = ("history", "taps")
 
-    def __init__(self, taps: np.ndarray) -> None:
-        self.taps = taps.astype(np.float32).tobytes()
-        self.history = bytearray(4 * (len(taps) - 1))
+    def __init__(self, taps: bytes, width: int) -> None:
+        self.taps = taps  # one copy for every call: it stays in cache between their frames
+        self.history = bytearray(4 * (width - 1))
+
+
+def _shared(taps: np.ndarray) -> np.ndarray:
+    """Float32, read-only: one set of taps per process, used by every call's filter."""
+    taps = np.ascontiguousarray(taps, dtype=np.float32)
+    taps.setflags(write=False)
+    return taps
 
 
 class Upsampler2x:
@@ -124,15 +131,18 @@ class Upsampler2x:
     NUM_TAPS = 47
     delay_samples = (NUM_TAPS - 1) // 2  # at the output rate
 
+    _TAPS = np.append(lowpass_taps(NUM_TAPS, 0.25, 6.0), 0.0) * 2  # even length for two
+    # equal phases; ×2 restores the level. Polyphase branches, reversed so a window's dot
+    # product is a convolution; as the two columns of one matrix, one product gives both
+    # phases, already interleaved.
+    _PHASES = _shared(np.stack((_TAPS[0::2][::-1], _TAPS[1::2][::-1]), axis=1))
+    _C_TAPS = _PHASES.tobytes()
+
     def __init__(self) -> None:
-        taps = lowpass_taps(self.NUM_TAPS, 0.25, 6.0)
-        taps = np.append(taps, 0.0) * 2  # even length for two equal phases; ×2 restores level
-        # Polyphase branches, reversed so a window's dot product is a convolution; as the
-        # two columns of one matrix, one product gives both phases, already interleaved.
-        self._phases = np.stack((taps[0::2][::-1], taps[1::2][::-1]), axis=1).astype(np.float32)
+        self._phases = self._PHASES
         # One implementation per resampler, chosen here; only its state is built.
-        self._c = _CFilter(self._phases) if _speedups is not None else None
-        self._input = _FilterInput(len(self._phases), 1) if self._c is None else None
+        self._c = _CFilter(self._C_TAPS, len(self._PHASES)) if _speedups is not None else None
+        self._input = _FilterInput(len(self._PHASES), 1) if self._c is None else None
 
     def process(self, pcm8k: bytes) -> bytes:
         """Resample one chunk of PCM16 LE; returns exactly twice as many samples."""
@@ -157,11 +167,12 @@ class Downsampler3x:
 
     NUM_TAPS = 73
     delay_samples = (NUM_TAPS - 1) // 2  # at the input rate
+    _REVERSED_TAPS = _shared(lowpass_taps(NUM_TAPS, 4000 / 24000, 6.0)[::-1])
+    _C_TAPS = _REVERSED_TAPS.tobytes()
 
     def __init__(self) -> None:
-        taps = lowpass_taps(self.NUM_TAPS, 4000 / 24000, 6.0)
-        self._taps = taps[::-1].astype(np.float32).copy()
-        self._c = _CFilter(self._taps) if _speedups is not None else None
+        self._taps = self._REVERSED_TAPS
+        self._c = _CFilter(self._C_TAPS, self.NUM_TAPS) if _speedups is not None else None
         self._input = _FilterInput(self.NUM_TAPS, 3) if self._c is None else None
         self._phase = 0  # input samples to skip before the next output sample
 
