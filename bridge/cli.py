@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     if resample.implementation() != "C":
         log.warning(
             "the resamplers' C speedups were not built (no C compiler at install): "
-            "calls work, at ~30%% more CPU each; reinstall with gcc to build them"
+            "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
     config = uvicorn.Config(
         create_app(services),
