@@ -40,6 +40,7 @@ def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) 
         for name in ("frames_lost", "frames_late", "frames_reordered", "underruns"):
             assert isinstance(step[name], int)
         assert step["cpu_s_per_call_minute"] > 0 and math.isfinite(step["rss_per_call_mb"])
+        assert math.isfinite(step["load_stall_max_ms"]) and step["load_stall_max_ms"] >= 0
     bridge, relay, relay_audio = report["steps"]
     # The content check sees the resamplers' delay: 1.44 ms + 1.5 ms, plus the echo's 0.06 ms;
     # through the bare relay only the echo's 8 → 24 kHz interpolation, one sample (0.125 ms).
@@ -189,3 +190,38 @@ def test_cpu_against_the_relay_compares_passing_steps_at_equal_calls() -> None:
         "relay+audio": {50: 1.1},
     }
     assert cpu_against_relay([step("bridge", 50, 0.5)]) == {}  # type: ignore[arg-type]
+
+
+def test_a_load_process_notes_when_its_event_loop_was_held_up() -> None:
+    import asyncio
+    import time
+
+    from bridge.testing.loop_stalls import LoopStalls, worst_ms
+
+    def hold_the_loop() -> None:
+        time.sleep(0.06)  # what a long callback, or a busy host, does to the loop
+
+    async def main() -> tuple[list[tuple[float, float]], float, float]:
+        stalls = LoopStalls()
+        watching = asyncio.create_task(stalls.run())
+        try:
+            await asyncio.sleep(0.05)
+            held = time.monotonic()
+            asyncio.get_running_loop().call_soon(hold_the_loop)
+            await asyncio.sleep(0.1)
+        finally:
+            watching.cancel()
+        return stalls.take(), held, time.monotonic()
+
+    noted, held, end = asyncio.run(main())
+    assert worst_ms(noted, held, end) >= 50  # the wake-up due in the held 60 ms came late
+    assert worst_ms(noted, end, end + 1) == 0.0  # outside the window: not counted
+
+
+def test_the_worst_stall_counts_only_the_steps_window() -> None:
+    from bridge.testing.loop_stalls import worst_ms
+
+    noted = [(10.0, 0.030), (12.0, 0.012), (15.5, 0.050)]
+    assert worst_ms(noted, 11.0, 15.0) == 12.0
+    assert worst_ms(noted, 9.0, 16.0) == 50.0
+    assert worst_ms([], 0.0, 1.0) == 0.0

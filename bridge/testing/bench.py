@@ -42,6 +42,7 @@ import numpy as np
 from ..audio import ulaw_to_pcm16
 from ..audio.resample import Downsampler3x, Upsampler2x
 from .bench_callers import FRAME_BYTES, FRAME_S, CallTrace, caller_signal, run_callers
+from .loop_stalls import LoopStalls, worst_ms
 
 API_KEY = "bench-key"
 RELAY_AUDIO = "relay+audio"  # the bare relay converting the audio as the bridge does
@@ -68,15 +69,19 @@ def _emulator_main(conn: Connection) -> None:
 
     async def main() -> None:
         emulator = await GeminiEmulator(EmulatorOptions(api_key=API_KEY, echo=True)).start()
+        stalls = LoopStalls()
+        watching = asyncio.create_task(stalls.run())
         conn.send(emulator.url)
         try:
             while (command := await asyncio.to_thread(conn.recv)) != "stop":
                 assert command == "collect"
                 sessions, emulator.sessions = emulator.sessions, []
-                conn.send({s.keypad: (s.echo_in, s.echo_out) for s in sessions if s.keypad})
-                del sessions
+                echoes = {s.keypad: (s.echo_in, s.echo_out) for s in sessions if s.keypad}
+                conn.send((echoes, stalls.take()))
+                del sessions, echoes
                 gc.collect()  # between steps, untimed (see _run)
         finally:
+            watching.cancel()
             await emulator.stop()
 
     _run(main())
@@ -108,10 +113,16 @@ def _callers_main(
     calls: int,
     seconds: float,
 ) -> None:
-    async def main() -> list[CallTrace]:
+    async def main() -> tuple[list[CallTrace], list[tuple[float, float]]]:
         started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         started.add_done_callback(lambda f: conn.send(("start", f.result())))
-        return await run_callers(stream_urls, public_urls, auth, calls, seconds, started)
+        stalls = LoopStalls()
+        watching = asyncio.create_task(stalls.run())
+        try:
+            traces = await run_callers(stream_urls, public_urls, auth, calls, seconds, started)
+        finally:
+            watching.cancel()
+        return traces, stalls.take()
 
     try:
         conn.send(("traces", _run(main())))
@@ -257,6 +268,7 @@ class StepResult:
     rss_idle_mb: float
     rss_per_call_mb: float
     load_cpu_s_per_call_minute: float  # the callers' and the emulator's processes, for context
+    load_stall_max_ms: float  # how late the callers' or emulator's event loop ran, at worst
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -411,13 +423,16 @@ def run_step(
             kind, value = parent.recv()
             if kind == "error":
                 raise RuntimeError(f"callers failed: {value}")
-            traces: list[CallTrace] = value
+            traces: list[CallTrace] = value[0]
+            callers_stalls: list[tuple[float, float]] = value[1]
         finally:
             load.join(30)
             if load.is_alive():
                 load.kill()
         emulator.conn.send("collect")
-        echoes: dict[str, Any] = emulator.conn.recv()
+        echoes: dict[str, Any]
+        echoes, emulator_stalls = emulator.conn.recv()
+    timed = (start + WARMUP_FRAMES * FRAME_S, start + seconds + 0.1)  # the last echoes too
 
     figures = [_figures(t, echoes.get(f"{t.call_id:04d}"), mode) for t in traces]
     up = np.concatenate([f.up for f in figures]) if figures else np.array([])
@@ -442,6 +457,7 @@ def run_step(
         rss_idle_mb=round(rss_idle / 2**20, 1),
         rss_per_call_mb=round((rss_busy - rss_idle) / calls / 2**20, 3),
         load_cpu_s_per_call_minute=round(load_cpu / (calls * seconds / 60), 3),
+        load_stall_max_ms=max(worst_ms(emulator_stalls, *timed), worst_ms(callers_stalls, *timed)),
         errors=sorted({t.error for t in traces if t.error})[:5],
     )
 
@@ -667,7 +683,7 @@ def table(steps: list[StepResult]) -> str:
     head = (
         f"{'server':<10}{'calls':>6}  {'up p50/p99':>12}  {'down p50/p99':>13}  "
         f"{'round trip p50/p95/p99/max (ms)':>32}  {'lost':>5}{'late':>6}{'reord':>6}{'under':>6}"
-        f"  {'CPU s/call-min':>14}  {'MB/call':>8}  {'load CPU':>8}  ok"
+        f"  {'CPU s/call-min':>14}  {'MB/call':>8}  {'load CPU':>8}  {'load stall':>10}  ok"
     )
     lines = [head]
     for s in steps:
@@ -680,7 +696,7 @@ def table(steps: list[StepResult]) -> str:
             f"{r.p50:>8.2f}/{r.p95:.2f}/{r.p99:.2f}/{r.max:<9.2f}  "
             f"{s.frames_lost:>5}{s.frames_late:>6}{s.frames_reordered:>6}{s.underruns:>6}  "
             f"{s.cpu_s_per_call_minute:>14.3f}  {s.rss_per_call_mb:>8.3f}  "
-            f"{s.load_cpu_s_per_call_minute:>8.3f}  "
+            f"{s.load_cpu_s_per_call_minute:>8.3f}  {s.load_stall_max_ms:>7.1f} ms  "
             f"{'yes' if s.passed else 'NO'}"
         )
     return "\n".join(lines)
