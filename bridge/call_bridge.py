@@ -4,8 +4,9 @@ Two pumps carry the audio:
 
 * caller → Gemini: every 20 ms μ-law frame is decoded, resampled to 16 kHz and
   sent as it arrives (no batching), so Gemini's VAD hears the caller at once;
-* Gemini → caller: every model chunk is resampled to 8 kHz, cut into exact
-  20 ms μ-law frames and sent as it arrives, followed by one ``mark`` so the
+* Gemini → caller: every model chunk is resampled to 8 kHz and sent as it
+  arrives, its whole 20 ms μ-law frames in one media message (a partial frame
+  waits for the next chunk), and each model turn ends with one ``mark`` so the
   bridge knows what is still queued in Twilio's buffer. On ``interrupted``
   the bridge sends ``clear`` at once and drops the rest of that turn.
 
@@ -26,7 +27,7 @@ from enum import Enum
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from twilio.twiml.voice_response import VoiceResponse
 
-from .audio import CallerAudioStream, ModelAudioStream
+from .audio import TWILIO_FRAME_BYTES, CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
 from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
 from .gemini.protocol import (
@@ -412,11 +413,10 @@ class CallBridge:
                 self._turn_started_at = time.monotonic()
             self._model_turn_open = True
             self._turns.on_model_audio()
-            frames: list[bytes] = []
-            for chunk in content.audio:
-                frames.extend(self._model_audio.to_twilio_frames(chunk))
-            await self._send_frames(frames)
-            if frames:
+            to_twilio = self._model_audio.to_twilio_audio
+            audio = b"".join([to_twilio(chunk) for chunk in content.audio])
+            await self._send_audio(audio)
+            if audio:
                 self._metrics.per_frame.added_to_caller.observe(time.perf_counter() - received)
             if answering is not None:
                 turn_latency = time.monotonic() - answering
@@ -427,7 +427,7 @@ class CallBridge:
             self.transcript.add("assistant", content.output_transcription.text)
         if content.generation_complete or content.turn_complete:
             if not self._dropping_turn:
-                await self._send_frames(self._model_audio.flush(), end_of_turn=True)
+                await self._send_audio(b"".join(self._model_audio.flush()), end_of_turn=True)
         if content.turn_complete:
             if self._turn_started_at is not None:
                 self._spoken_turn_started_at = self._turn_started_at
@@ -437,8 +437,10 @@ class CallBridge:
             self._turns.on_model_turn_end()
             self.transcript.end_turn()
 
-    async def _send_frames(self, frames: list[bytes], *, end_of_turn: bool = False) -> None:
-        mark = self._playback.on_sent(len(frames), end_of_turn=end_of_turn)
+    async def _send_audio(self, audio: bytes, *, end_of_turn: bool = False) -> None:
+        """Whole 20 ms frames of μ-law, in one media message (Twilio takes any size)."""
+        frames = len(audio) // TWILIO_FRAME_BYTES
+        mark = self._playback.on_sent(frames, end_of_turn=end_of_turn)
         if not frames:
             if mark is not None:  # the turn's last frames went out unmarked
                 async with asyncio.timeout(SEND_TIMEOUT_S):
@@ -447,8 +449,7 @@ class CallBridge:
         assert self._record is not None
         sid, send, watch = self._stream_sid, self._ws.send_text, self._watch
         watch.sending_to_caller = time.perf_counter()
-        for frame in frames:
-            await send(media_message(sid, frame))
+        await send(media_message(sid, audio))
         if mark is not None:
             await send(mark_message(sid, mark))
         watch.sending_to_caller = None
@@ -457,8 +458,8 @@ class CallBridge:
             record.first_audio_ms = (time.monotonic() - record.started_mono) * 1000
             if self._greeting_expected:
                 self._metrics.greeting_seconds.observe(record.first_audio_ms / 1000)
-        record.frames_out += len(frames)
-        self._metrics.per_frame.frames_out += len(frames)
+        record.frames_out += frames
+        self._metrics.per_frame.frames_out += frames
 
     async def _barge_in(self, received: float) -> None:
         """The caller spoke over the model: stop Twilio's playback, drop the rest of the turn."""

@@ -212,6 +212,26 @@ def test_flush_pads_the_last_frame_with_silence_and_discard_drops_it() -> None:
     assert stream.pending_bytes == 0 and stream.flush() == []
 
 
+def test_a_chunk_goes_to_twilio_as_its_whole_frames_in_one_piece() -> None:
+    source = pcm(tone(600, 24000, 0.1))  # 100 ms
+    whole = ModelAudioStream()
+    pieces = [
+        whole.to_twilio_audio(source[a:b]) for a, b in ((0, 1920), (1920, 3360), (3360, 4800))
+    ]
+    # 40 ms → 2 frames at once; 30 ms → 1 frame and 10 ms waiting; 30 ms + the 10 → 2 frames.
+    assert [len(p) for p in pieces] == [320, 160, 320]
+    framed = ModelAudioStream()
+    frames = [
+        f
+        for a, b in ((0, 1920), (1920, 3360), (3360, 4800))
+        for f in framed.to_twilio_frames(source[a:b])
+    ]
+    assert b"".join(pieces) == b"".join(frames) and all(
+        len(f) == TWILIO_FRAME_BYTES for f in frames
+    )
+    assert whole.pending_bytes == framed.pending_bytes == 0
+
+
 def test_resampler_state_survives_silence() -> None:
     """A gap of silence is just signal: no reset, so speech after it converts as before."""
     x = np.concatenate([tone(800, 8000, 0.2), np.zeros(8000), tone(800, 8000, 0.2)])

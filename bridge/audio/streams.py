@@ -19,7 +19,7 @@ class CallerAudioStream:
 
 
 class ModelAudioStream:
-    """Gemini's 24 kHz PCM16 → exact 20 ms μ-law frames for Twilio.
+    """Gemini's 24 kHz PCM16 → whole 20 ms μ-law frames for Twilio.
 
     Gemini's chunks are of any length, odd byte counts included: the half
     sample and the partial frame wait for the next chunk, or for ``flush`` at
@@ -31,26 +31,31 @@ class ModelAudioStream:
         self._odd_byte = b""
         self._partial = bytearray()
 
-    def to_twilio_frames(self, pcm24k: bytes) -> list[bytes]:
+    def to_twilio_audio(self, pcm24k: bytes) -> bytes:
+        """The chunk's whole 20 ms frames, as one piece: Twilio plays media of any size,
+        in order, so a chunk needs one message, not one per frame."""
         if self._odd_byte:
             pcm24k = self._odd_byte + pcm24k
             self._odd_byte = b""
         if len(pcm24k) % 2:
             pcm24k, self._odd_byte = pcm24k[:-1], pcm24k[-1:]
         ulaw = pcm16_to_ulaw(self._downsampler.process(pcm24k))
-        if not self._partial:  # usually: frame the chunk as it is, no copy into the buffer
+        if not self._partial:  # usually: the chunk as it is, no copy into the buffer
             whole = len(ulaw) - len(ulaw) % TWILIO_FRAME_BYTES
-            if whole < len(ulaw):
-                self._partial += ulaw[whole:]
-            return [ulaw[i : i + TWILIO_FRAME_BYTES] for i in range(0, whole, TWILIO_FRAME_BYTES)]
+            if whole == len(ulaw):
+                return ulaw
+            self._partial += ulaw[whole:]
+            return ulaw[:whole]
         self._partial += ulaw
         whole = len(self._partial) - len(self._partial) % TWILIO_FRAME_BYTES
-        frames = [
-            bytes(self._partial[i : i + TWILIO_FRAME_BYTES])
-            for i in range(0, whole, TWILIO_FRAME_BYTES)
-        ]
+        audio = bytes(self._partial[:whole])
         del self._partial[:whole]
-        return frames
+        return audio
+
+    def to_twilio_frames(self, pcm24k: bytes) -> list[bytes]:
+        """The same, cut into 160-byte frames."""
+        audio = self.to_twilio_audio(pcm24k)
+        return [audio[i : i + TWILIO_FRAME_BYTES] for i in range(0, len(audio), TWILIO_FRAME_BYTES)]
 
     def flush(self) -> list[bytes]:
         """End of the model's turn: the last partial frame, padded with silence."""

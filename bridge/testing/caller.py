@@ -105,7 +105,8 @@ class CallResult:
     dialled_at: float
     stream_started_at: float = 0.0
     utterances: list[Utterance] = field(default_factory=list)
-    media_received: list[float] = field(default_factory=list)  # arrival time of each frame
+    media_received: list[float] = field(default_factory=list)  # arrival time of each 20 ms frame
+    media_messages: int = 0  # media events, each carrying one or more frames
     heard: bytearray = field(default_factory=bytearray)  # the playback, 20 ms per tick
     heard_voiced_at: list[float] = field(default_factory=list)  # play time of voiced frames
     frames_sent: int = 0
@@ -389,7 +390,11 @@ class SimulatedCaller:
                     self.result.protocol_errors.append("message for another streamSid (31951)")
                     continue
                 if isinstance(message, OutboundMedia):
-                    self.result.media_received.append(time.monotonic())
+                    # Twilio takes media of any size; time each 20 ms frame in it.
+                    arrived = time.monotonic()
+                    frames = -(-len(message.payload) // TWILIO_FRAME_BYTES)
+                    self.result.media_received.extend([arrived] * frames)
+                    self.result.media_messages += 1
                     self._playback += message.payload
                     self._queued_bytes += len(message.payload)
                 elif isinstance(message, OutboundMark):

@@ -69,10 +69,10 @@ async def relay_down(
         content = json.loads(text).get("serverContent", {})
         for part in content.get("modelTurn", {}).get("parts", []):
             payload = part["inlineData"]["data"]
-            if to_caller is not None:
-                pcm = pybase64.b64decode(payload)
-                for frame in to_caller.to_twilio_frames(pcm):
-                    await twilio.send_text(media_message(stream_sid, frame))
+            if to_caller is not None:  # as the bridge does: the chunk's whole frames at once
+                audio = to_caller.to_twilio_audio(pybase64.b64decode(payload))
+                if audio:
+                    await twilio.send_text(media_message(stream_sid, audio))
                 continue
             await twilio.send_text(
                 f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{payload}"}}}}'

@@ -83,8 +83,10 @@ def test_caller_hears_the_answer() -> None:
                 await call.wait_until_quiet(quiet_s=0.5, timeout=15)
             result = caller.result
             assert result.protocol_errors == []
-            # Everything Gemini said reached the caller, as exact 20 ms frames.
+            # Everything Gemini said reached the caller, as exact 20 ms frames, each of
+            # Gemini's 40 ms chunks in one media message.
             assert result.frames_received == pytest.approx(reply_s * 50, abs=2)
+            assert result.media_messages == pytest.approx(reply_s * 25, abs=2)
             assert result.marks_echoed >= 1
             latency = result.turn_latencies_s()[0]
             assert 0.5 < latency < 1.5  # emulator: 500 ms end-of-speech + 100 ms thinking
