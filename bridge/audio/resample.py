@@ -131,10 +131,10 @@ class Upsampler2x:
     NUM_TAPS = 47
     delay_samples = (NUM_TAPS - 1) // 2  # at the output rate
 
-    _TAPS = np.append(lowpass_taps(NUM_TAPS, 0.25, 6.0), 0.0) * 2  # even length for two
-    # equal phases; ×2 restores the level. Polyphase branches, reversed so a window's dot
-    # product is a convolution; as the two columns of one matrix, one product gives both
-    # phases, already interleaved.
+    # Even length for two equal phases; ×2 restores the level. The polyphase branches,
+    # reversed so a window's dot product is a convolution, as the two columns of one
+    # matrix: one product gives both phases, already interleaved.
+    _TAPS = np.append(lowpass_taps(NUM_TAPS, 0.25, 6.0), 0.0) * 2
     _PHASES = _shared(np.stack((_TAPS[0::2][::-1], _TAPS[1::2][::-1]), axis=1))
     _C_TAPS = _PHASES.tobytes()
 
