@@ -133,8 +133,9 @@ def test_the_search_climbs_the_ladder_then_halves_the_gap() -> None:
             except StopIteration as done:
                 return tried, done.value
 
-    assert run(165) == ([10, 25, 50, 100, 200, 150, 175, 162], 162)
-    assert run(160) == ([10, 25, 50, 100, 200, 150, 175, 162], 150)
+    assert run(165) == ([10, 25, 50, 100, 200, 150, 175, 162, 168], 162)
+    assert run(160) == ([10, 25, 50, 100, 200, 150, 175, 162, 156], 156)
+    assert run(134) == ([10, 25, 50, 100, 200, 150, 125, 137, 131], 131)
     assert run(5) == ([10, 5], 5)
     assert run(2) == ([10, 5], 0)
     assert run(1000) == ([10, 25, 50, 100, 200], 200)  # the top of the ladder passed
