@@ -97,25 +97,16 @@ static AVX Py_ssize_t upsample2_avx(
 {
     Py_ssize_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256 even0 = _mm256_setzero_ps(), even1 = _mm256_setzero_ps();
-        __m256 even2 = _mm256_setzero_ps(), even3 = _mm256_setzero_ps();
-        __m256 odd0 = _mm256_setzero_ps(), odd1 = _mm256_setzero_ps();
-        __m256 odd2 = _mm256_setzero_ps(), odd3 = _mm256_setzero_ps();
+        __m256 even[4], odd[4];
+        for (int r = 0; r < 4; r++) even[r] = odd[r] = _mm256_setzero_ps();
         for (Py_ssize_t t = 0; t < width; t++) {
             const __m256 h0 = _mm256_set1_ps(h[2 * t]), h1 = _mm256_set1_ps(h[2 * t + 1]);
-            const float *xt = x + i + t;
-            const __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8);
-            const __m256 x2 = _mm256_loadu_ps(xt + 16), x3 = _mm256_loadu_ps(xt + 24);
-            even0 = _mm256_add_ps(even0, _mm256_mul_ps(x0, h0));
-            even1 = _mm256_add_ps(even1, _mm256_mul_ps(x1, h0));
-            even2 = _mm256_add_ps(even2, _mm256_mul_ps(x2, h0));
-            even3 = _mm256_add_ps(even3, _mm256_mul_ps(x3, h0));
-            odd0 = _mm256_add_ps(odd0, _mm256_mul_ps(x0, h1));
-            odd1 = _mm256_add_ps(odd1, _mm256_mul_ps(x1, h1));
-            odd2 = _mm256_add_ps(odd2, _mm256_mul_ps(x2, h1));
-            odd3 = _mm256_add_ps(odd3, _mm256_mul_ps(x3, h1));
+            for (int r = 0; r < 4; r++) {
+                const __m256 xr = _mm256_loadu_ps(x + i + t + 8 * r);
+                even[r] = _mm256_add_ps(even[r], _mm256_mul_ps(xr, h0));
+                odd[r] = _mm256_add_ps(odd[r], _mm256_mul_ps(xr, h1));
+            }
         }
-        const __m256 even[4] = {even0, even1, even2, even3}, odd[4] = {odd0, odd1, odd2, odd3};
         for (int r = 0; r < 4; r++) {
             /* unpack works within each 128-bit half: inputs 0-3 in the low halves, 4-7 high */
             const __m256 low = _mm256_unpacklo_ps(even[r], odd[r]);
@@ -148,18 +139,6 @@ static AVX Py_ssize_t downsample3_avx(
                 _mm256_extractf128_ps(acc[r], 1));
         }
     }
-    for (; k + 16 <= count; k += 16) {
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (Py_ssize_t t = 0; t < width; t++) {
-            const float *in = taps_in[t] + k;
-            const __m256 ht = _mm256_set1_ps(h[t]);
-            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_loadu_ps(in), ht));
-            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_loadu_ps(in + 8), ht));
-        }
-        store_pcm16x8(out + 2 * k, _mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-        store_pcm16x8(out + 2 * k + 16, _mm256_castps256_ps128(acc1),
-            _mm256_extractf128_ps(acc1, 1));
-    }
     return k;
 }
 #endif
@@ -177,43 +156,20 @@ static void upsample2_kernel(
      * sums in flight, not four: each add waits for the one before it on its register,
      * so with fewer the loop waits on that latency rather than on the arithmetic. */
     for (; i + 16 <= n; i += 16) {
-        __m128 even0 = _mm_setzero_ps(), even1 = _mm_setzero_ps();
-        __m128 even2 = _mm_setzero_ps(), even3 = _mm_setzero_ps();
-        __m128 odd0 = _mm_setzero_ps(), odd1 = _mm_setzero_ps();
-        __m128 odd2 = _mm_setzero_ps(), odd3 = _mm_setzero_ps();
+        __m128 even[4], odd[4];
+        for (int r = 0; r < 4; r++) even[r] = odd[r] = _mm_setzero_ps();
         for (Py_ssize_t t = 0; t < width; t++) {
             const __m128 h0 = _mm_set1_ps(h[2 * t]), h1 = _mm_set1_ps(h[2 * t + 1]);
-            const float *xt = x + i + t;
-            const __m128 x0 = _mm_loadu_ps(xt), x1 = _mm_loadu_ps(xt + 4);
-            const __m128 x2 = _mm_loadu_ps(xt + 8), x3 = _mm_loadu_ps(xt + 12);
-            even0 = _mm_add_ps(even0, _mm_mul_ps(x0, h0));
-            even1 = _mm_add_ps(even1, _mm_mul_ps(x1, h0));
-            even2 = _mm_add_ps(even2, _mm_mul_ps(x2, h0));
-            even3 = _mm_add_ps(even3, _mm_mul_ps(x3, h0));
-            odd0 = _mm_add_ps(odd0, _mm_mul_ps(x0, h1));
-            odd1 = _mm_add_ps(odd1, _mm_mul_ps(x1, h1));
-            odd2 = _mm_add_ps(odd2, _mm_mul_ps(x2, h1));
-            odd3 = _mm_add_ps(odd3, _mm_mul_ps(x3, h1));
+            for (int r = 0; r < 4; r++) {
+                const __m128 xr = _mm_loadu_ps(x + i + t + 4 * r);
+                even[r] = _mm_add_ps(even[r], _mm_mul_ps(xr, h0));
+                odd[r] = _mm_add_ps(odd[r], _mm_mul_ps(xr, h1));
+            }
         }
-        char *o = out + 4 * i;
-        store_pcm16x8(o, _mm_unpacklo_ps(even0, odd0), _mm_unpackhi_ps(even0, odd0));
-        store_pcm16x8(o + 16, _mm_unpacklo_ps(even1, odd1), _mm_unpackhi_ps(even1, odd1));
-        store_pcm16x8(o + 32, _mm_unpacklo_ps(even2, odd2), _mm_unpackhi_ps(even2, odd2));
-        store_pcm16x8(o + 48, _mm_unpacklo_ps(even3, odd3), _mm_unpackhi_ps(even3, odd3));
-    }
-    for (; i + 8 <= n; i += 8) {
-        __m128 even0 = _mm_setzero_ps(), even1 = _mm_setzero_ps();
-        __m128 odd0 = _mm_setzero_ps(), odd1 = _mm_setzero_ps();
-        for (Py_ssize_t t = 0; t < width; t++) {
-            const __m128 h0 = _mm_set1_ps(h[2 * t]), h1 = _mm_set1_ps(h[2 * t + 1]);
-            const __m128 x0 = _mm_loadu_ps(x + i + t), x1 = _mm_loadu_ps(x + i + t + 4);
-            even0 = _mm_add_ps(even0, _mm_mul_ps(x0, h0));
-            even1 = _mm_add_ps(even1, _mm_mul_ps(x1, h0));
-            odd0 = _mm_add_ps(odd0, _mm_mul_ps(x0, h1));
-            odd1 = _mm_add_ps(odd1, _mm_mul_ps(x1, h1));
+        for (int r = 0; r < 4; r++) {
+            store_pcm16x8(out + 4 * (i + 4 * r), _mm_unpacklo_ps(even[r], odd[r]),
+                _mm_unpackhi_ps(even[r], odd[r]));
         }
-        store_pcm16x8(out + 4 * i, _mm_unpacklo_ps(even0, odd0), _mm_unpackhi_ps(even0, odd0));
-        store_pcm16x8(out + 4 * i + 16, _mm_unpacklo_ps(even1, odd1), _mm_unpackhi_ps(even1, odd1));
     }
 #endif
     for (; i + BLOCK <= n; i += BLOCK) {
@@ -261,37 +217,16 @@ static void downsample3_kernel(float *const planes[3], const float **taps_in,
 #if HAVE_SSE2
     /* As upsample2_kernel's: the loop below, four lanes, eight sums in flight. */
     for (; k + 32 <= count; k += 32) {
-        __m128 acc0 = _mm_setzero_ps(), acc1 = _mm_setzero_ps();
-        __m128 acc2 = _mm_setzero_ps(), acc3 = _mm_setzero_ps();
-        __m128 acc4 = _mm_setzero_ps(), acc5 = _mm_setzero_ps();
-        __m128 acc6 = _mm_setzero_ps(), acc7 = _mm_setzero_ps();
+        __m128 acc[8];
+        for (int r = 0; r < 8; r++) acc[r] = _mm_setzero_ps();
         for (Py_ssize_t t = 0; t < width; t++) {
             const float *in = taps_in[t] + k;
             const __m128 ht = _mm_set1_ps(h[t]);
-            acc0 = _mm_add_ps(acc0, _mm_mul_ps(_mm_loadu_ps(in), ht));
-            acc1 = _mm_add_ps(acc1, _mm_mul_ps(_mm_loadu_ps(in + 4), ht));
-            acc2 = _mm_add_ps(acc2, _mm_mul_ps(_mm_loadu_ps(in + 8), ht));
-            acc3 = _mm_add_ps(acc3, _mm_mul_ps(_mm_loadu_ps(in + 12), ht));
-            acc4 = _mm_add_ps(acc4, _mm_mul_ps(_mm_loadu_ps(in + 16), ht));
-            acc5 = _mm_add_ps(acc5, _mm_mul_ps(_mm_loadu_ps(in + 20), ht));
-            acc6 = _mm_add_ps(acc6, _mm_mul_ps(_mm_loadu_ps(in + 24), ht));
-            acc7 = _mm_add_ps(acc7, _mm_mul_ps(_mm_loadu_ps(in + 28), ht));
+            for (int r = 0; r < 8; r++) {
+                acc[r] = _mm_add_ps(acc[r], _mm_mul_ps(_mm_loadu_ps(in + 4 * r), ht));
+            }
         }
-        char *o = out + 2 * k;
-        store_pcm16x8(o, acc0, acc1);
-        store_pcm16x8(o + 16, acc2, acc3);
-        store_pcm16x8(o + 32, acc4, acc5);
-        store_pcm16x8(o + 48, acc6, acc7);
-    }
-    for (; k + 8 <= count; k += 8) {
-        __m128 acc0 = _mm_setzero_ps(), acc1 = _mm_setzero_ps();
-        for (Py_ssize_t t = 0; t < width; t++) {
-            const float *in = taps_in[t] + k;
-            const __m128 ht = _mm_set1_ps(h[t]);
-            acc0 = _mm_add_ps(acc0, _mm_mul_ps(_mm_loadu_ps(in), ht));
-            acc1 = _mm_add_ps(acc1, _mm_mul_ps(_mm_loadu_ps(in + 4), ht));
-        }
-        store_pcm16x8(out + 2 * k, acc0, acc1);
+        for (int r = 0; r < 8; r += 2) store_pcm16x8(out + 2 * (k + 4 * r), acc[r], acc[r + 1]);
     }
 #endif
     for (; k + BLOCK <= count; k += BLOCK) {
