@@ -30,6 +30,12 @@
 #define HAVE_AVX_KERNELS 1
 #define AVX __attribute__((target("avx")))
 static int use_avx = 0;
+
+static int cpu_has_avx(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx"); /* checks the OS saves the AVX registers too */
+}
 #endif
 
 #define BLOCK 8 /* outputs computed together: independent sums the CPU can overlap */
@@ -89,7 +95,6 @@ static int check_float_buffer(Py_buffer *buffer, Py_ssize_t floats, const char *
     return 0;
 }
 
-/* x: the history and then n new samples; out: 2n PCM16 LE samples. */
 #if HAVE_AVX_KERNELS
 /* The SSE2 loop of upsample2_kernel, eight lanes wide; returns how many inputs it did. */
 static AVX Py_ssize_t upsample2_avx(
@@ -143,6 +148,7 @@ static AVX Py_ssize_t downsample3_avx(
 }
 #endif
 
+/* x: the history and then n new samples; out: 2n PCM16 LE samples. */
 static void upsample2_kernel(
     const float *x, const float *h, Py_ssize_t width, Py_ssize_t n, char *out)
 {
@@ -387,8 +393,7 @@ static PyObject *set_avx(PyObject *self, PyObject *arg)
     int on = PyObject_IsTrue(arg);
     if (on < 0) return NULL;
 #if HAVE_AVX_KERNELS
-    __builtin_cpu_init();
-    use_avx = on && __builtin_cpu_supports("avx");
+    use_avx = on && cpu_has_avx();
     return PyBool_FromLong(use_avx);
 #else
     return PyBool_FromLong(0);
@@ -410,8 +415,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
 #if HAVE_AVX_KERNELS
-    __builtin_cpu_init();
-    use_avx = __builtin_cpu_supports("avx");
+    use_avx = cpu_has_avx();
 #endif
     for (int i = 0; i < (1 << 14); i++) {
         ULAW_OF[i] = ulaw_of_14bit((int16_t)(uint16_t)(i << 2) >> 2);
