@@ -1,0 +1,39 @@
+"""The bridge's Gemini → caller pump, on the measuring script's socket stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+
+from bridge.audio import ModelAudioStream
+from bridge.call_bridge import CallEnd
+
+from .test_measure_pumps import load_script
+
+
+def test_a_message_with_several_audio_parts_reaches_the_caller_whole_and_in_order() -> None:
+    rng = np.random.default_rng(7)
+    chunks = [rng.integers(-8000, 8000, n, dtype="<i2").tobytes() for n in (1440, 960, 480)]
+    parts = [
+        {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(c).decode()}}
+        for c in chunks
+    ]
+    message = json.dumps({"serverContent": {"modelTurn": {"role": "model", "parts": parts}}})
+    call = load_script().bridge_pumps([], [message.encode()])
+    sent: list[str] = []
+
+    async def send_text(text: str) -> None:
+        sent.append(text)
+
+    call._ws.send_text = send_text
+    assert asyncio.run(call._gemini_to_caller()) is CallEnd.GEMINI_LOST
+
+    expected = ModelAudioStream()
+    audio = b"".join(expected.to_twilio_audio(c) for c in chunks)
+    assert len(sent) == 1  # one media message for the whole message's frames
+    payload = json.loads(sent[0])["media"]["payload"]
+    assert base64.b64decode(payload) == audio and len(audio) == 6 * 160  # 120 ms
+    assert call._record.frames_out == 6
