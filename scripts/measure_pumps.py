@@ -128,9 +128,14 @@ def frames(count: int) -> tuple[list[str], list[bytes]]:
     return up, [echoes[k % DISTINCT] for k in range(count)]
 
 
+# One set of metrics for every call, as in the server: a registry per call would be timed
+# as part of each pump and make the bridge look dearer the fewer frames each pump has.
+SERVICES = types.SimpleNamespace(metrics=BridgeMetrics())
+
+
 def bridge_pumps(up: list[str], down: list[bytes]) -> CallBridge:
     """A call as ``CallBridge.run`` leaves it once Gemini is open (no supervisor task)."""
-    call = CallBridge(TwilioSide(iter(up)), types.SimpleNamespace(metrics=BridgeMetrics()))  # type: ignore[arg-type]
+    call = CallBridge(TwilioSide(iter(up)), SERVICES)  # type: ignore[arg-type]
     call._stream_sid = STREAM_SID
     call._record = CallRecord("CA" + "0" * 32, STREAM_SID, "+1555")
     # Frames arrive here as fast as the loop turns: a clock that moves 20 ms per frame
