@@ -25,7 +25,6 @@ import time
 from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from twilio.twiml.voice_response import VoiceResponse
 
 from .audio import TWILIO_FRAME_BYTES, CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
@@ -168,18 +167,7 @@ class CallBridge:
             self._metrics.active_calls.dec()
             self._metrics.calls.labels(outcome).inc()
             self._services.registry.end(record, completed=outcome in ("completed", "drained"))
-            figures = {
-                "outcome": outcome,
-                "duration_s": round(time.monotonic() - record.started_mono, 1),
-                "frames_in": record.frames_in,
-                "frames_out": record.frames_out,
-                "first_audio_ms": record.first_audio_ms and round(record.first_audio_ms),
-                "gemini_setup_ms": record.gemini_setup_ms and round(record.gemini_setup_ms),
-                "interruptions": record.interruptions,
-                "reconnects": record.reconnects,
-                "turn_latencies_ms": [round(ms) for ms in record.turn_latencies_ms],
-                "tool_calls": self._tools.completed + self._tools.failed,
-            }
+            figures = record.summary(outcome, self._tools.completed + self._tools.failed)
             self._log.info(
                 "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
                 "Gemini reconnects %d",
@@ -545,9 +533,7 @@ class CallBridge:
             return False
         try:
             if action == "transfer" and number is not None:
-                response = VoiceResponse()
-                response.dial(number)
-                await rest.replace_twiml(call_sid, str(response))
+                await rest.transfer(call_sid, number)
             else:
                 await rest.hang_up(call_sid)
             self._log.info("Twilio: %s%s", action, f" to {number}" if number else "")

@@ -58,6 +58,21 @@ class CallRecord:
             "transcript_tail": self.transcript_probe(),
         }
 
+    def summary(self, outcome: str, tool_calls: int) -> dict[str, Any]:
+        """The figures of the call's one "call ended" log record."""
+        return {
+            "outcome": outcome,
+            "duration_s": round(time.monotonic() - self.started_mono, 1),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "first_audio_ms": self.first_audio_ms and round(self.first_audio_ms),
+            "gemini_setup_ms": self.gemini_setup_ms and round(self.gemini_setup_ms),
+            "interruptions": self.interruptions,
+            "reconnects": self.reconnects,
+            "turn_latencies_ms": [round(ms) for ms in self.turn_latencies_ms],
+            "tool_calls": tool_calls,
+        }
+
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)

@@ -12,6 +12,7 @@ from typing import Any
 
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
+from twilio.twiml.voice_response import VoiceResponse
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ class TwilioCalls:
     async def hang_up(self, call_sid: str) -> None:
         await self._update(call_sid, status="completed")
 
-    async def replace_twiml(self, call_sid: str, twiml: str) -> None:
-        """Run new TwiML on the call (a goodbye, a transfer); the stream then ends."""
-        await self._update(call_sid, twiml=twiml)
+    async def transfer(self, call_sid: str, number: str) -> None:
+        """Dial ``number`` on the call: its TwiML is replaced, so the stream ends first."""
+        response = VoiceResponse()
+        response.dial(number)
+        await self._update(call_sid, twiml=str(response))
 
     async def _update(self, call_sid: str, **changes: str) -> None:
         def update() -> None:
