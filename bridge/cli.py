@@ -54,7 +54,12 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="off",
     )
     server = DrainingServer(config, services.drain)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without draining
+        log.warning("stopped at once (second Ctrl-C); calls still running were cut off")
+        return 130
+    log.info("stopped (%s): calls drained", server.stopped_by or "shutdown")
     return 0
 
 

@@ -11,11 +11,12 @@ one after the preStop hook); a second Ctrl-C shuts down at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -39,6 +40,7 @@ class DrainingServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._signal: int | None = None
+        self.stopped_by: str | None = None  # the signal whose stop was carried out, drained
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -48,6 +50,16 @@ class DrainingServer(uvicorn.Server):
             # with ~90 calls up, and every call's audio waits that long.
             gc.collect()
             gc.freeze()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn raises the stop signal again on its way out, so a Ctrl-C ends in a
+        KeyboardInterrupt traceback. A stop carried out by draining is done: nothing to raise.
+        (A second Ctrl-C, which skips the drain, is still raised: exit status 130.)"""
+        with super().capture_signals():
+            yield
+            if self.stopped_by is not None:
+                self._captured_signals.clear()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -82,6 +94,7 @@ class DrainingServer(uvicorn.Server):
             log.exception("draining failed; shutting down anyway")
         finally:
             if self._signal is not None:
+                self.stopped_by = signal.Signals(self._signal).name
                 super().handle_exit(self._signal, None)
             else:
                 self.should_exit = True

@@ -178,3 +178,44 @@ def test_the_emulator_takes_faults_from_its_flags() -> None:
     with emulator_process("--api-key", "", "--refuse-setup") as url:
         error = asyncio.run(handshake(url))
     assert error.close_code == 1011 and "unavailable" in error.reason
+
+
+def test_ctrl_c_drains_and_stops_with_one_line_and_status_0(tmp_path: Path) -> None:
+    """A stop the operator asked for is not a crash: no traceback, exit status 0."""
+    import signal
+
+    port = free_port()
+    env = {
+        **CLEAN_ENV,
+        "PUBLIC_URL": "https://bridge.example.com",
+        "TWILIO_AUTH_TOKEN": "tok",
+        "GEMINI_API_KEY": "AIza-k",
+        "TWIML_DIR": str(ROOT / "twiml"),
+        "LOG_FORMAT": "text",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert output.strip().splitlines()[-1].endswith("stopped (SIGINT): calls drained")
