@@ -28,13 +28,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .audio import TWILIO_FRAME_BYTES, CallerAudioStream, ModelAudioStream
 from .calls import CallRecord
-from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy
+from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy, SwapReason
 from .gemini.protocol import (
     FunctionResponse,
     ServerContent,
     client_content_message,
     text_input_message,
-    tool_response_message,
 )
 from .gemini.session import GeminiSetupError
 from .logs import tag_call
@@ -115,6 +114,7 @@ class CallBridge:
         self.transcript = Transcript()
         self._model_turn_open = False  # model audio arrived and no turnComplete yet
         self._dropping_turn = False  # the caller interrupted this turn: drop its audio
+        self._unknown_event_seen = False  # the first one of a call is logged, all are counted
         self._log = log
 
     # --- the call's life ------------------------------------------------------------------
@@ -224,7 +224,7 @@ class CallBridge:
             if settings.prewarm:
                 warm = await services.prewarm.claim(self._call_sid)
             if warm is not None:
-                link.adopt(warm)  # its greeting was asked for at the webhook
+                await link.adopt(warm)  # its greeting was asked for at the webhook
             else:
                 await link.open()
                 if persona.greeting:
@@ -290,16 +290,16 @@ class CallBridge:
         await self._close(CLOSE_INTERNAL, "assistant disconnected")
         return "failed"
 
-    def _on_reconnected(self, reason: str, gap_s: float, resumed: bool) -> None:
-        """A new Gemini connection: whatever turn the old one was speaking is over."""
+    def _on_reconnected(self, reason: SwapReason, gap_s: float, resumed: bool) -> None:
+        """A new Gemini connection: whatever turn the old one was speaking is over (the link
+        has the new one finish an answer it cut short)."""
         assert self._record is not None
         self._record.reconnects += 1
-        self._metrics.reconnects.labels(reason.split()[0], "resumed" if resumed else "fresh").inc()
+        self._metrics.reconnects.labels(reason.value, "resumed" if resumed else "fresh").inc()
         self._metrics.reconnect_gap_seconds.observe(gap_s)
         self._model_audio.discard()
         self._model_turn_open = False
         self._dropping_turn = False
-        self._turns.on_model_turn_end()
         self.transcript.end_turn()
 
     # --- caller → Gemini --------------------------------------------------------------------
@@ -342,11 +342,16 @@ class CallBridge:
                 self._log.info("caller pressed a key")
                 await link.send(self._keypad_message(event.digit))
             elif isinstance(event, UnknownEvent):
-                raise StreamRejected(
-                    f"unknown event {event.name!r}", CLOSE_INVALID_DATA, "unknown_event"
-                )
+                self._on_unknown_event(event)
             elif isinstance(event, Start):
                 raise StreamRejected("second 'start' on one stream", CLOSE_POLICY, "protocol")
+
+    def _on_unknown_event(self, event: UnknownEvent) -> None:
+        """Twilio adds events over time and says to ignore those one does not know."""
+        self._metrics.unknown_events.inc()
+        if not self._unknown_event_seen:
+            self._unknown_event_seen = True
+            self._log.info("ignored a Twilio event this version does not know: %r", event.name)
 
     async def _receive_frame(self) -> str | bytes:
         message = await self._ws.receive()
@@ -374,6 +379,7 @@ class CallBridge:
                 self._tools.cancel(message.cancelled_tool_call_ids)
             if message.tool_calls:
                 self._log.info("Gemini calls %s", [c.name for c in message.tool_calls])
+                self._turns.on_model_tool_call()
                 self._tools.start(message.tool_calls)
             if message.unknown_fields:
                 self._log.debug("Gemini sent unknown fields %s", message.unknown_fields)
@@ -385,7 +391,7 @@ class CallBridge:
         if content.input_transcription is not None:
             self.transcript.add("caller", content.input_transcription.text)
         if content.interrupted:
-            self._turns.on_model_turn_end()
+            self._turns.on_model_interrupted()
             await self._barge_in(received)
         if content.audio and self._dropping_turn:
             samples = sum(len(chunk) for chunk in content.audio) // 2
@@ -394,7 +400,7 @@ class CallBridge:
             turns, answering = self._turns, None
             if not self._model_turn_open:
                 # A new answer to the caller's turn: time it from their last voiced frame.
-                if turns.in_turn:
+                if turns.awaiting_answer:
                     answering = turns.last_voiced_at
                 self._turn_started_at = time.monotonic()
                 self._model_turn_open = True
@@ -422,7 +428,7 @@ class CallBridge:
             self._turn_started_at = None
             self._model_turn_open = False
             self._dropping_turn = False
-            self._turns.on_model_turn_end()
+            self._turns.on_model_turn_complete()
             self.transcript.end_turn()
 
     async def _send_audio(self, audio: bytes, *, end_of_turn: bool = False) -> None:
@@ -546,13 +552,12 @@ class CallBridge:
         result = "error" if "error" in response.response else "ok"
         self._metrics.tool_calls.labels(response.name, result).inc()
         if self._link is not None:
-            await self._link.send(tool_response_message([response]))
+            await self._link.send_tool_response(response)
 
-    def _keypad_message(self, digit: str) -> str:
-        text = f"(The caller pressed {digit} on the phone keypad.)"
-        if self._services.endpoint.backend == "vertex":  # realtimeInput.text is AI Studio only
-            return client_content_message(text)
-        return text_input_message(text)
+    @staticmethod
+    def _keypad_message(digit: str) -> str:
+        """As ``realtimeInput.text`` on both backends, as Google's SDK sends text input."""
+        return text_input_message(f"(The caller pressed {digit} on the phone keypad.)")
 
     # --- helpers ----------------------------------------------------------------------------
 

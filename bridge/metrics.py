@@ -110,6 +110,12 @@ class BridgeMetrics:
         self.stream_rejections = Counter(
             "bridge_stream_rejections", "Streams closed before a call began", ["reason"], registry=r
         )
+        self.unknown_events = Counter(
+            "bridge_twilio_unknown_events",
+            "Twilio events of a kind this version does not know, ignored (each call logs the "
+            "first one's name)",
+            registry=r,
+        )
         self.reconnects = Counter(
             "bridge_gemini_reconnects",
             "Gemini connections replaced mid-call, by cause and how",

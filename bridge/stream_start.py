@@ -10,6 +10,7 @@ from .twilio.media_streams import (
     Connected,
     ProtocolError,
     Start,
+    UnknownEvent,
     is_valid_sid,
     parse_twilio_event,
 )
@@ -53,8 +54,8 @@ async def authenticated_start(
         async with asyncio.timeout(START_TIMEOUT_S):
             while True:
                 event = parse_twilio_event(await receive())
-                if isinstance(event, Connected):
-                    continue
+                if isinstance(event, Connected | UnknownEvent):
+                    continue  # Twilio says to ignore events one does not know
                 if isinstance(event, Start):
                     break
                 raise StreamRejected(

@@ -24,6 +24,8 @@ class Transcript:
     def __init__(self, max_turns: int = MAX_TURNS) -> None:
         self._turns: deque[Turn] = deque(maxlen=max_turns)
         self._open = False  # the last turn still takes fragments
+        self._added = 0  # turns ever added
+        self._added_at_end = 0  # ... when the model's last turn ended
 
     def add(self, speaker: str, fragment: str) -> None:
         if not fragment:
@@ -35,10 +37,19 @@ class Transcript:
             return
         self._turns.append(Turn(speaker, fragment.lstrip()[:MAX_TURN_CHARS]))
         self._open = True
+        self._added += 1
 
     def end_turn(self) -> None:
         """The model's turn is complete: the next fragment starts a new turn."""
         self._open = False
+        self._added_at_end = self._added
+
+    def open_text(self, speaker: str) -> str:
+        """What ``speaker`` said since the model's last turn ended (the caller's fragments
+        may have come in between)."""
+        since = min(self._added - self._added_at_end, len(self._turns))
+        recent = list(self._turns)[len(self._turns) - since :] if since else []
+        return " ".join(t.text.strip() for t in recent if t.speaker == speaker)
 
     @property
     def turns(self) -> list[Turn]:

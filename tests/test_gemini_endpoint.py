@@ -10,6 +10,7 @@ from bridge.config import load_settings
 from bridge.gemini.endpoint import (
     AI_STUDIO_URL,
     ApiKeyAuth,
+    GeminiEndpoint,
     OAuthAuth,
     endpoint_from_settings,
     vertex_url,
@@ -91,3 +92,61 @@ def test_oauth_token_is_refreshed_in_a_thread_only_when_close_to_expiry() -> Non
         }
 
     asyncio.run(scenario())
+
+
+def vertex_endpoint(location: str, model: str = "gemini-3.8-live") -> GeminiEndpoint:
+    env = {
+        **BASE,
+        "GOOGLE_CLOUD_PROJECT": "acme",
+        "GOOGLE_CLOUD_LOCATION": location,
+        "GEMINI_MODEL": model,
+    }
+    return endpoint_from_settings(load_settings(env, env_file=None), FakeCredentials(3600))
+
+
+def test_vertex_hosts_for_every_kind_of_location() -> None:
+    """As Google's SDK builds them: multi-regions have hosts of their own."""
+    hosts = {
+        location: vertex_endpoint(location).url.split("/")[2]
+        for location in ("us", "eu", "global", "us-central1", "europe-west4", "asia-northeast1")
+    }
+    assert hosts == {
+        "us": "aiplatform.us.rep.googleapis.com",
+        "eu": "aiplatform.eu.rep.googleapis.com",
+        "global": "aiplatform.googleapis.com",
+        "us-central1": "us-central1-aiplatform.googleapis.com",
+        "europe-west4": "europe-west4-aiplatform.googleapis.com",
+        "asia-northeast1": "asia-northeast1-aiplatform.googleapis.com",
+    }
+
+
+def test_a_vertex_model_as_an_id_a_publisher_path_or_a_full_path() -> None:
+    full = "projects/acme/locations/eu/publishers/google/models/gemini-3.8-live"
+    for model in ("gemini-3.8-live", "publishers/google/models/gemini-3.8-live", full):
+        endpoint = vertex_endpoint("eu", model)
+        assert endpoint.model_resource == full, model
+
+
+def test_a_vertex_model_path_with_an_ai_studio_key_is_refused_naming_the_setting() -> None:
+    import pytest
+
+    from bridge.config import ConfigError
+
+    env = {
+        **BASE,
+        "GEMINI_API_KEY": "k",
+        "GEMINI_MODEL": "publishers/google/models/gemini-3.8-live",
+    }
+    with pytest.raises(ConfigError) as info:
+        endpoint_from_settings(load_settings(env, env_file=None))
+    assert info.value.name == "GEMINI_MODEL" and "gemini-3.8-live" in str(info.value)
+
+
+def test_user_credentials_with_a_quota_project_name_it_in_a_header() -> None:
+    from google.oauth2.credentials import Credentials
+
+    credentials = Credentials(token="ya29.t", quota_project_id="billing-project")
+    headers = asyncio.run(OAuthAuth(credentials, request_factory=object).headers())
+    assert headers == {"Authorization": "Bearer ya29.t", "x-goog-user-project": "billing-project"}
+    plain = asyncio.run(OAuthAuth(Credentials(token="ya29.t")).headers())
+    assert plain == {"Authorization": "Bearer ya29.t"}

@@ -176,3 +176,39 @@ def test_server_close_mid_session_is_recorded_with_code_and_reason() -> None:
             assert session.close_code == 1007 and "once" in session.close_reason
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (
+            {"code": 400, "message": "Invalid voice 'Nobody'.", "status": "INVALID_ARGUMENT"},
+            "config",
+        ),
+        (
+            {"code": 503, "message": "The service is overloaded.", "status": "UNAVAILABLE"},
+            "protocol",
+        ),
+    ],
+)
+def test_an_error_frame_during_setup_fails_at_once_with_its_message(
+    error: dict[str, object], kind: str
+) -> None:
+    """Google's SDK raises on a frame with none of the known fields; waiting out the setup
+    timeout would keep a caller in silence for nothing."""
+
+    async def scenario() -> None:
+        from bridge.testing.emulator import FaultPlan
+
+        options = EmulatorOptions(faults=FaultPlan(setup_error={"error": error}))
+        async with GeminiEmulator(options) as emulator:
+            ep = endpoint(emulator.url)
+            session = GeminiSession(ep, CONFIG, setup_timeout=20)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(GeminiSetupError) as info:
+                await session.open()
+            assert asyncio.get_running_loop().time() - started < 2  # not the 20 s timeout
+            assert info.value.kind == kind and str(error["message"]) in info.value.reason
+            assert session.state == "failed"
+
+    asyncio.run(scenario())

@@ -20,13 +20,31 @@ VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateCo
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
+# Vertex's multi-region locations have hosts of their own, as Google's SDK knows them.
+MULTI_REGION_LOCATIONS = frozenset({"us", "eu"})
+
+
+def vertex_host(location: str) -> str:
+    """The Vertex AI host for a location: global, a multi-region, or a region."""
+    if location == "global":
+        return "aiplatform.googleapis.com"
+    if location in MULTI_REGION_LOCATIONS:
+        return f"aiplatform.{location}.rep.googleapis.com"
+    return f"{location}-aiplatform.googleapis.com"
+
+
 def vertex_url(location: str) -> str:
-    host = (
-        "aiplatform.googleapis.com"
-        if location == "global"
-        else f"{location}-aiplatform.googleapis.com"
-    )
-    return f"wss://{host}{VERTEX_PATH}"
+    return f"wss://{vertex_host(location)}{VERTEX_PATH}"
+
+
+def vertex_model_resource(model: str, project: str, location: str) -> str:
+    """``setup.model`` on Vertex from an id, ``publishers/…/models/<id>`` or a full
+    ``projects/…`` path, as the SDK accepts them."""
+    if model.startswith("projects/"):
+        return model
+    if not model.startswith("publishers/"):
+        model = f"publishers/google/models/{model}"
+    return f"projects/{project}/locations/{location}/{model}"
 
 
 class Auth(Protocol):
@@ -86,7 +104,13 @@ class OAuthAuth:
             if self._needs_refresh():
                 await asyncio.wait_for(asyncio.to_thread(self._refresh_blocking), timeout=15)
                 log.info("refreshed the Vertex AI access token")
-        return {"Authorization": f"Bearer {self._credentials.token}"}
+        headers = {"Authorization": f"Bearer {self._credentials.token}"}
+        # User credentials (gcloud auth application-default login) bill a quota project:
+        # Google's SDK names it in this header, and without it Vertex may refuse the call.
+        quota_project = getattr(self._credentials, "quota_project_id", None)
+        if isinstance(quota_project, str) and quota_project:
+            headers["x-goog-user-project"] = quota_project
+        return headers
 
     def __repr__(self) -> str:
         return "OAuthAuth(<redacted>)"
@@ -123,6 +147,12 @@ def load_vertex_credentials(settings: Settings) -> Any:
 def endpoint_from_settings(settings: Settings, credentials: Any = None) -> GeminiEndpoint:
     if not settings.uses_vertex:
         assert settings.gemini_api_key is not None
+        if settings.gemini_model.startswith(("projects/", "publishers/")):
+            raise ConfigError(
+                "GEMINI_MODEL",
+                "is a Vertex AI model path; with GEMINI_API_KEY give a model id such as "
+                f"{settings.gemini_model.rsplit('/', 1)[-1]}",
+            )
         return GeminiEndpoint(
             url=settings.gemini_live_url or AI_STUDIO_URL,
             model_resource=f"models/{settings.gemini_model}",
@@ -131,12 +161,10 @@ def endpoint_from_settings(settings: Settings, credentials: Any = None) -> Gemin
         )
     if credentials is None:
         credentials = load_vertex_credentials(settings)
-    model = settings.gemini_model
-    if not model.startswith("projects/"):
-        model = (
-            f"projects/{settings.google_cloud_project}/locations/{settings.google_cloud_location}"
-            f"/publishers/google/models/{model}"
-        )
+    assert settings.google_cloud_project is not None
+    model = vertex_model_resource(
+        settings.gemini_model, settings.google_cloud_project, settings.google_cloud_location
+    )
     return GeminiEndpoint(
         url=settings.gemini_live_url or vertex_url(settings.google_cloud_location),
         model_resource=model,

@@ -5,17 +5,25 @@ then close 1011, and now and then without warning. The caller must not
 notice. So the link:
 
 * keeps the latest resumable ``sessionResumptionUpdate`` handle;
-* on ``goAway`` swaps to a new connection (same setup plus the handle) at a
-  quiet moment — not while the model speaks, not while a caller's question is
-  unanswered — or when the time left is nearly spent, closing the old socket
-  first (Gemini refuses a resume while it is open);
+* on ``goAway`` swaps to a new connection (same setup plus the handle),
+  closing the old socket first (Gemini refuses a resume while it is open).
+  When is ``SwapTiming``'s decision: at once, unless the model is generating
+  an answer; then right after its ``turnComplete`` and the fresh handle that
+  follows it; at the latest just before the deadline;
 * on an unexpected close (1011, 1006, network) does the same at once, with
   jittered exponential backoff inside a total budget; 1007/1008 mean a
   configuration error, which no retry fixes;
 * when resuming is impossible (no handle, handle refused, budget spent) opens
   a fresh session whose system prompt carries the conversation so far;
-* sends the caller's unanswered turn again on the new connection, and holds
-  audio spoken during the swap (up to ~2 s) until ``setupComplete``;
+* sends the caller's unanswered speech again on the new connection (a
+  question is answered only once its answer's ``turnComplete`` came), and
+  holds audio spoken during the swap (up to ~2 s) until ``setupComplete``;
+* when the swap cut an answer short, asks the new connection to finish it
+  from what the caller already heard (the output transcription);
+* queues every other message (text, ``clientContent``, tool answers) while no
+  connection can take it and sends them in order after ``setupComplete``; a
+  tool answer for a call the old connection made reaches the new one as text
+  it can speak about, since a resumed session does not know that call;
 * watches for the known Gemini stall: the caller finished, no answer comes;
   it nudges with a short text, then reconnects.
 
@@ -28,30 +36,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 
 from websockets.exceptions import ConnectionClosed
 
 from ..transcript import Transcript
 from ..turn_state import TurnState
 from .endpoint import GeminiEndpoint
-from .protocol import ServerMessage, SessionConfig, text_input_message
+from .protocol import (
+    FunctionResponse,
+    ServerMessage,
+    SessionConfig,
+    text_input_message,
+    tool_response_message,
+)
 from .session import CONFIG_CLOSE_CODES, GeminiSession, GeminiSetupError
+from .swap_timing import SwapDecision, SwapTiming
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0  # a socket that will not take a message for this long is stuck
 SWAP_BUFFER_BYTES = 2 * 32000  # 2 s of 16 kHz PCM16 held during a reconnect
-GO_AWAY_MARGIN_S = 3.0  # swap no later than this before Gemini's deadline
+MAX_QUEUED_MESSAGES = 64  # non-audio messages waiting for a connection; a call makes a few
 NUDGE_TEXT = "(The caller has finished speaking and is waiting for your answer.)"
 RESUME_NOTE = (
     "\n\nThis phone call is already in progress: the connection was renewed. Do not greet "
     "the caller again; carry on from where the conversation was. The conversation so far:\n"
 )
+# What the caller heard of an answer is quoted so the model can pick up after it.
+CONTINUE_NOTE = (
+    "(The connection was renewed while you were answering. The caller already heard you say: "
+    '"{heard}" Continue your answer from exactly there, without repeating it.)'
+)
+RESTART_NOTE = (
+    "(The connection was renewed while you were answering; the caller heard only the start "
+    "of your answer. Answer their last question again, briefly.)"
+)
+LATE_TOOL_NOTE = (
+    "(The result of {name}, which you asked for before the connection was renewed: {result})"
+)
+
+
+class SwapReason(Enum):
+    """Why the link changed connections (the reconnect metric's label)."""
+
+    GO_AWAY = "goAway"
+    CLOSED = "closed"
+    STALL = "stall"
 
 
 class GeminiLinkLost(Exception):
@@ -68,7 +105,7 @@ class LinkPolicy:
     first_backoff_s: float = 0.1
     max_backoff_s: float = 1.5
     stall_timeout_s: float = 6.0  # caller finished, no model audio: nudge; twice: reconnect
-    supervise_every_s: float = 0.1  # while a goAway waits for a quiet moment
+    supervise_every_s: float = 0.1  # while a goAway waits for its moment
     idle_check_s: float = 1.0  # otherwise; a stall's deadline is slept to exactly
 
 
@@ -76,8 +113,13 @@ class LinkPolicy:
 class LinkEvents:
     """Hooks the call uses to keep its own state and metrics in step."""
 
-    on_reconnected: Callable[[str, float, bool], None] = lambda reason, gap_s, resumed: None
+    on_reconnected: Callable[[SwapReason, float, bool], None] = lambda reason, gap_s, resumed: None
     on_nudge: Callable[[], None] = lambda: None
+
+
+# A message waiting for a connection: sent as it is, or a tool's answer, whose form
+# depends on the connection it finally goes to.
+_Outgoing = str | FunctionResponse
 
 
 class GeminiLink:
@@ -92,6 +134,7 @@ class GeminiLink:
         policy: LinkPolicy | None = None,
         events: LinkEvents | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._endpoint = endpoint
         self._config = config
@@ -101,13 +144,17 @@ class GeminiLink:
         self._policy = policy or LinkPolicy()
         self._events = events or LinkEvents()
         self._rng = rng or random.Random()
+        self._clock = clock
+        self._timing = SwapTiming(clock)
         self._session: GeminiSession | None = None
+        self._generation = 0  # which connection this is: 1, 2, … (0 before the first)
+        self._tool_calls: dict[str, int] = {}  # open tool call id → connection that made it
         self._handle: str | None = None
-        self._go_away_deadline: float | None = None
         self._swap_lock = asyncio.Lock()
         self._swapping = False
         self._held: deque[bytes] = deque()
         self._held_bytes = 0
+        self._outbox: deque[_Outgoing] = deque()
         self._nudged_at: float | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._go_away_arrived = asyncio.Event()
@@ -134,13 +181,17 @@ class GeminiLink:
 
     async def open(self) -> None:
         """The call's first connection; raises GeminiSetupError if Gemini is unavailable."""
-        self._session = await self._connect(self._config)
-        self.setup_seconds = self._session.setup_seconds
-        self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
+        self._start(await self._connect(self._config))
+        await self._send_queued()
 
-    def adopt(self, session: GeminiSession) -> None:
+    async def adopt(self, session: GeminiSession) -> None:
         """Take a session opened ahead of the call (pre-warmed) as the first connection."""
+        self._start(session)
+        await self._send_queued()
+
+    def _start(self, session: GeminiSession) -> None:
         self._session = session
+        self._generation = 1
         self.setup_seconds = session.setup_seconds
         self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
 
@@ -166,24 +217,69 @@ class GeminiLink:
                 await self._session.send_audio(pcm16k)
                 return
             except ConnectionClosed:
-                # The reader sees the close and reconnects. A frame of the caller's turn
-                # is replayed with the turn; any other is held until the new connection.
-                if self._turns.in_turn:
+                # The reader sees the close and reconnects. A frame of an unanswered
+                # question is replayed with it; any other is held until the new connection.
+                if self._turns.has_unanswered:
                     return
         self._hold(pcm16k)
 
     async def send(self, message: str) -> None:
-        """A non-audio message (text, clientContent, toolResponse). Dropped during a swap."""
-        if self._swapping or self._session is None:
-            log.warning("dropped a message to Gemini during a reconnect")
+        """A non-audio message (text, clientContent). Never dropped: while no connection
+        can take it, it waits, and goes out in order once one can."""
+        await self._send_or_queue(message)
+
+    async def send_tool_response(self, response: FunctionResponse) -> None:
+        """The answer to one of the model's tool calls, on whatever connection is current."""
+        await self._send_or_queue(response)
+
+    async def _send_or_queue(self, outgoing: _Outgoing) -> None:
+        if self._lost is not None or self._closed:
+            return  # the call is ending; nobody is left to hear it
+        if self._swapping or self._session is None or self._outbox:
+            self._queue(outgoing)
             return
+        if not await self._deliver(self._session, outgoing):
+            self._queue(outgoing)  # the reader sees the close; the swap sends it again
+
+    def _queue(self, outgoing: _Outgoing) -> None:
+        if len(self._outbox) >= MAX_QUEUED_MESSAGES:
+            log.warning(
+                "%d messages already wait for Gemini: dropped the oldest", len(self._outbox)
+            )
+            self._outbox.popleft()
+        self._outbox.append(outgoing)
+
+    async def _deliver(self, session: GeminiSession, outgoing: _Outgoing) -> bool:
+        """Send on ``session``; False if it closed first (the message did not go)."""
+        if isinstance(outgoing, FunctionResponse):
+            outgoing = self._tool_answer(outgoing)
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                await self._session.send(message)
+                await session.send(outgoing)
         except ConnectionClosed:
-            pass  # the reader sees the close and reconnects
+            return False
         except TimeoutError:
-            log.warning("Gemini did not take a message within %.0f s; dropped it", SEND_TIMEOUT_S)
+            # websockets had already written it to the transport: it goes out once the
+            # socket drains, or the close that follows makes the reader reconnect.
+            log.warning("Gemini has not taken a message within %.0f s", SEND_TIMEOUT_S)
+        return True
+
+    def _tool_answer(self, response: FunctionResponse) -> str:
+        """A toolResponse for a call this connection made; text for one an older one made."""
+        made_on = self._tool_calls.pop(response.id, self._generation)
+        if made_on == self._generation:
+            return tool_response_message([response])
+        log.info("tool %s answered after a reconnect: sent as text", response.name)
+        result = json.dumps(response.response, ensure_ascii=False)
+        return text_input_message(LATE_TOOL_NOTE.format(name=response.name, result=result))
+
+    async def _send_queued(self) -> None:
+        """Everything that waited for a connection, in order, on the current one."""
+        session = self._session
+        while self._outbox and session is not None:
+            if not await self._deliver(session, self._outbox[0]):
+                return  # closed again: the next swap sends the rest
+            self._outbox.popleft()
 
     def _hold(self, pcm16k: bytes) -> None:
         self._held.append(pcm16k)
@@ -202,23 +298,37 @@ class GeminiLink:
             session = self._session
             assert session is not None
             message = await session.receive()
+            if session is not self._session:
+                continue  # replaced meanwhile: what the old connection still had is void
             if message is not None:
-                if message.resumption_update is not None:
-                    update = message.resumption_update
-                    if update.resumable and update.new_handle:
-                        self._handle = update.new_handle
-                if message.go_away is not None:
-                    self._go_away_deadline = time.monotonic() + message.go_away.time_left_s
-                    self._go_away_arrived.set()
-                    log.info(
-                        "Gemini goAway: %.0f s left on this connection", message.go_away.time_left_s
-                    )
+                content = message.server_content
+                # Model audio, fifty messages a second, carries nothing the link needs.
+                if content is None or content.turn_complete or message.go_away is not None:
+                    self._observe(message)
                 return message
             if self._closed:
                 return None
             if self._lost is not None:
                 raise self._lost
             await self._recover(session)
+
+    def _observe(self, message: ServerMessage) -> None:
+        """What the link itself needs from the messages the call reads."""
+        update = message.resumption_update
+        if update is not None and update.resumable and update.new_handle:
+            self._handle = update.new_handle
+            self._timing.handle_arrived()
+        content = message.server_content
+        if content is not None and content.turn_complete:
+            self._timing.turn_completed()
+        for call in message.tool_calls:
+            self._tool_calls[call.id] = self._generation
+        for call_id in message.cancelled_tool_call_ids:
+            self._tool_calls.pop(call_id, None)
+        if message.go_away is not None:
+            self._timing.go_away(message.go_away.time_left_s)
+            self._go_away_arrived.set()
+            log.info("Gemini goAway: %.0f s left on this connection", message.go_away.time_left_s)
 
     async def _recover(self, dead: GeminiSession) -> None:
         """The connection ``dead`` ended without us closing it: reconnect, unless a swap did."""
@@ -232,17 +342,21 @@ class GeminiLink:
                 self._lost = GeminiLinkLost(f"Gemini closed with {code} {reason} (configuration)")
                 raise self._lost
             log.warning("Gemini connection lost (%s %s): reconnecting", code, reason)
-            await self._swap(f"closed {code}", already_closed=True)
+            await self._swap(SwapReason.CLOSED, f"closed {code}", already_closed=True)
 
     # --- swapping connections ---------------------------------------------------------------
 
-    async def _swap(self, reason: str, *, already_closed: bool = False) -> None:
+    async def _swap(self, reason: SwapReason, detail: str, *, already_closed: bool = False) -> None:
         """Replace the connection. Caller audio is held meanwhile; must hold the swap lock."""
         assert self._session is not None
-        started = time.monotonic()
+        started = self._clock()
         self._swapping = True
-        # The caller's unanswered turn as Gemini had it; audio from now on is held apart.
+        # What the old connection leaves unfinished: the caller's unanswered speech as
+        # Gemini had it (audio from now on is held apart), and the answer it was giving.
+        cut_short = self._turns.answer_started
+        heard = self._transcript.open_text("assistant") if cut_short else ""
         replay = self._turns.unanswered_audio()
+        self._turns.on_model_turn_cut()
         try:
             if not already_closed:
                 await self._session.close()  # Gemini rejects a resume while the old one is open
@@ -253,6 +367,9 @@ class GeminiLink:
                 while self._held:
                     chunk = self._held.popleft()
                     await session.send_audio(chunk)
+                if cut_short:
+                    note = CONTINUE_NOTE.format(heard=heard) if heard else RESTART_NOTE
+                    await session.send(text_input_message(note))
             except ConnectionClosed:
                 pass  # the new connection died at once: the reader notices and recovers again
             except BaseException:
@@ -261,24 +378,27 @@ class GeminiLink:
             self._held_bytes = 0
             self._turns.restart_wait()
             self._session = session
-            self._go_away_deadline = None
+            self._generation += 1
+            self._timing.swapped()
             self._nudged_at = None
             self.reconnects += 1
-            gap = time.monotonic() - started
+            gap = self._clock() - started
             log.info(
-                "Gemini reconnected after %s in %.0f ms (%s%s)",
-                reason,
+                "Gemini reconnected after %s in %.0f ms (%s%s%s)",
+                detail,
                 gap * 1000,
                 "resumed" if resumed else "fresh session with the conversation so far",
-                f", replayed {len(replay) * 20} ms of the caller's turn" if replay else "",
+                f", replayed {len(replay) * 20} ms of the caller's question" if replay else "",
+                ", asked to finish the answer it was giving" if cut_short else "",
             )
             self._events.on_reconnected(reason, gap, resumed)
+            await self._send_queued()
         finally:
             self._swapping = False
 
     async def _reconnect(self) -> tuple[GeminiSession, bool]:
         """Resume with the handle, with backoff inside the budget; else a fresh session."""
-        deadline = time.monotonic() + self._policy.reconnect_budget_s
+        deadline = self._clock() + self._policy.reconnect_budget_s
         delay = self._policy.first_backoff_s
         handle = self._handle
         while handle is not None:
@@ -300,7 +420,7 @@ class GeminiLink:
         prompt = self._config.system_prompt + RESUME_NOTE + (summary or "(nothing yet)")
         config = dataclasses.replace(self._config, system_prompt=prompt, resumption_handle=None)
         # A fresh session gets at least one full attempt, even when resuming used the budget.
-        deadline = max(deadline, time.monotonic() + self._setup_timeout)
+        deadline = max(deadline, self._clock() + self._setup_timeout)
         delay = self._policy.first_backoff_s
         while True:
             try:
@@ -312,7 +432,7 @@ class GeminiLink:
             delay = min(delay * 2, self._policy.max_backoff_s)
 
     async def _attempt(self, config: SessionConfig, deadline: float) -> GeminiSession:
-        timeout = min(self._setup_timeout, max(0.2, deadline - time.monotonic()))
+        timeout = min(self._setup_timeout, max(0.2, deadline - self._clock()))
         session = GeminiSession(self._endpoint, config, setup_timeout=timeout)
         await session.open()
         return session
@@ -320,7 +440,7 @@ class GeminiLink:
     async def _backoff(self, delay: float, deadline: float) -> bool:
         """Sleep a jittered ``delay``; False when the budget would run out first."""
         pause = delay * self._rng.uniform(0.5, 1.5)
-        if time.monotonic() + pause >= deadline:
+        if self._clock() + pause >= deadline:
             return False
         await asyncio.sleep(pause)
         return True
@@ -329,29 +449,30 @@ class GeminiLink:
 
     async def _supervise(self) -> None:
         while True:
-            await self._pause(self._check_in(time.monotonic()))
+            await self._pause(self._check_in(self._clock()))
             if self._swapping or self._lost is not None:
                 continue
-            action = self._next_action(time.monotonic())
+            action = self._next_action(self._clock())
             if action == "nudge":
                 await self.send(text_input_message(NUDGE_TEXT))
                 continue
             if action is None:
                 continue
+            reason = SwapReason.STALL if action == "stall" else SwapReason.GO_AWAY
             async with self._swap_lock:
                 if self._swapping or self._lost is not None or self._closed:
                     continue
                 try:
-                    await self._swap(action)
+                    await self._swap(reason, action)
                 except GeminiLinkLost:
                     # The reader finds the old session closed and raises the same loss.
                     log.error("Gemini link lost during a %s swap", action)
 
     def _check_in(self, now: float) -> float:
-        """Seconds until the next check. Polling every call ten times a second cost
-        ~1.5% of the server's CPU in the benchmark; only a goAway needs it."""
+        """Seconds until the next check. Polling every call ten times a second would cost
+        CPU for nothing (docs/performance.md); only a pending goAway needs it."""
         policy = self._policy
-        if self._go_away_deadline is not None:
+        if self._timing.deadline is not None:
             return policy.supervise_every_s
         waiting_since = self._turns.waiting_since()
         if waiting_since is None:
@@ -369,10 +490,12 @@ class GeminiLink:
                 await self._go_away_arrived.wait()
 
     def _next_action(self, now: float) -> str | None:
-        """ "goAway" or "stall" (swap now), "nudge", or None."""
-        deadline = self._go_away_deadline
-        if deadline is not None and (self._turns.is_quiet or now >= deadline - GO_AWAY_MARGIN_S):
+        """ "goAway …" or "stall" (swap now), "nudge", or None."""
+        decision = self._timing.decide(self._turns.model_generating)
+        if decision is SwapDecision.NOW:
             return "goAway"
+        if decision is SwapDecision.FORCED:
+            return "goAway (deadline, mid-answer)"
         waiting_since = self._turns.waiting_since()
         if waiting_since is None:
             self._nudged_at = None

@@ -238,6 +238,25 @@ class UsageMetadata:
     total_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """An ``error`` frame, Google's API error shape: code, message, status."""
+
+    code: int
+    message: str
+    status: str
+
+    # Statuses that say the request itself is wrong: no retry fixes them.
+    CONFIGURATION_STATUSES = frozenset(
+        {"INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED",
+         "FAILED_PRECONDITION"}
+    )  # fmt: skip
+
+    @property
+    def is_configuration(self) -> bool:
+        return self.status in self.CONFIGURATION_STATUSES or self.code in (400, 401, 403, 404)
+
+
 @dataclass(slots=True)  # not frozen: 50 a second per call; a frozen __init__ costs 3x
 class ServerMessage:
     """One server frame; any combination of these may be present at once."""
@@ -249,7 +268,18 @@ class ServerMessage:
     go_away: GoAway | None = None
     resumption_update: SessionResumptionUpdate | None = None
     usage: UsageMetadata | None = None
+    error: ServerError | None = None
     unknown_fields: tuple[str, ...] = field(default=())
+
+    @property
+    def has_known_fields(self) -> bool:
+        """False for a frame none of whose fields this protocol knows (the SDK raises on
+        one: it is how errors that are not a close arrive)."""
+        return bool(
+            self.setup_complete or self.server_content or self.tool_calls
+            or self.cancelled_tool_call_ids or self.go_away or self.resumption_update
+            or self.usage
+        )  # fmt: skip
 
 
 _KNOWN_SERVER_FIELDS = {
@@ -411,6 +441,15 @@ def parse_server_message(data: str | bytes) -> ServerMessage:
             prompt_tokens=_int_field(usage, "promptTokenCount"),
             response_tokens=_int_field(usage, "responseTokenCount", "candidatesTokenCount"),
             total_tokens=_int_field(usage, "totalTokenCount"),
+        )
+
+    error = raw.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        fields["error"] = ServerError(
+            code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
+            message=str(error.get("message", ""))[:300],
+            status=str(error.get("status", ""))[:40],
         )
 
     return ServerMessage(**fields, unknown_fields=tuple(unknown))

@@ -99,6 +99,8 @@ class GeminiSession:
                     message = parse_server_message(await self._ws.recv())
                     if message.setup_complete is not None:
                         break
+                    if not message.has_known_fields:
+                        raise self._refusal(message)
                     log.warning("ignored a message before setupComplete")
         except asyncio.CancelledError:
             # The call ended while this session was opening: drop the socket at once.
@@ -141,6 +143,21 @@ class GeminiSession:
         self.session_id = message.setup_complete.session_id
         self.state = "open"
         return message.setup_complete
+
+    def _refusal(self, message: ServerMessage) -> GeminiSetupError:
+        """A frame with none of the known fields during setup: Gemini's way of refusing it
+        without a close. Fail at once, with its words, rather than wait out the timeout."""
+        error = message.error
+        if error is None:
+            fields = ", ".join(message.unknown_fields) or "none"
+            return GeminiSetupError(
+                f"{self.host} answered the setup with an unknown frame (fields: {fields})",
+                kind="protocol",
+            )
+        return GeminiSetupError(
+            f"{self.host} refused the setup: {error.code} {error.status} {error.message}".strip(),
+            kind="config" if error.is_configuration else "protocol",
+        )
 
     async def _fail(self, code: int | None = None, reason: str = "") -> None:
         self.state = "failed"

@@ -249,7 +249,8 @@ class SimulatedCaller:
         finally:
             await self.hang_up()
 
-    async def open_stream(self) -> None:
+    async def open_stream(self, *, before_start: tuple[str, ...] = ()) -> None:
+        """Connect and start; ``before_start`` frames go between ``connected`` and ``start``."""
         headers = {}
         if self.sign_upgrade:
             headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(
@@ -261,6 +262,8 @@ class SimulatedCaller:
         self._seq = 1
         try:
             await self._ws.send(connected_event())
+            for frame in before_start:
+                await self._ws.send(frame)
             await self._ws.send(
                 start_event(
                     stream_sid=self.stream_sid,
@@ -423,6 +426,11 @@ class SimulatedCaller:
         self._speech_done.clear()
         self._speech.extend(frames)
         await self._speech_done.wait()
+
+    async def send_raw(self, frame: str) -> None:
+        """Any frame, as Twilio might send it (a new event type, say)."""
+        assert self._ws is not None
+        await self._ws.send(frame)
 
     async def press(self, digit: str) -> None:
         assert self._ws is not None

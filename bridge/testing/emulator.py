@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import random
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -84,17 +87,29 @@ def bundled_reply() -> bytes:
     return resources.files("bridge.testing").joinpath("data/assistant_reply_24k.pcm").read_bytes()
 
 
+class Moment(Enum):
+    """Moments of a conversation a fault can be timed to (the first time each comes)."""
+
+    CALLER_SPEAKING = "caller speaking"  # its VAD heard the caller start
+    GENERATING = "generating"  # the first chunk of an answer went out
+    ANSWER_PLAYING = "answer playing"  # the answer is all sent; the caller still hears it
+    IDLE = "idle"  # the answer has played out at the caller (real time)
+    TOOL_CALL_PENDING = "tool call pending"  # a tool call went out, no answer yet
+
+
 @dataclass
 class FaultPlan:
     """Faults for one connection; times are seconds after its ``setupComplete``."""
 
     go_away_at: float | None = None  # send goAway, then close 1011 when time_left runs out
+    go_away_on: Moment | None = None  # ... or at this moment (plus go_away_at, if set)
     go_away_time_left: float = 10.0
     close_at: float | None = None  # close with close_code (1011: Google's internal error)
     close_code: int = 1011
     stall_at: float | None = None  # from then on hear the caller but never answer
     refuse_setup: bool = False  # close 1011 "service unavailable" instead of setupComplete
     setup_delay: float = 0.0  # wait this long before setupComplete
+    setup_error: dict[str, Any] | None = None  # answer setup with this error frame, then hang
 
 
 @dataclass
@@ -140,10 +155,15 @@ class EmulatedSession:
     messages: list[ClientMessage] = field(default_factory=list)
     audio_in: bytearray = field(default_factory=bytearray)
     resumed_from: str | None = None  # the handle its setup carried
+    quota_project: str | None = None  # x-goog-user-project, when sent
     client_turns: list[str] = field(default_factory=list)  # texts of clientContent turns
     texts: list[str] = field(default_factory=list)  # realtimeInput.text inputs
     tool_calls_sent: list[FunctionCall] = field(default_factory=list)
     tool_responses: list[FunctionResponse] = field(default_factory=list)
+    unknown_tool_responses: list[FunctionResponse] = field(
+        default_factory=list
+    )  # ids it never sent
+    continued_from: list[float] = field(default_factory=list)  # answers resumed part-way
     caller_turns: int = 0
     answers_started: int = 0
     answers_completed: int = 0
@@ -272,6 +292,31 @@ class _Echo:
                 session.keypad += "".join(digits.findall(message.text))
 
 
+@dataclass
+class _Memory:
+    """What a conversation remembers across connections: a session resumed from a handle
+    is the same conversation (here: which scripted tool calls it has made)."""
+
+    script: list[ScriptedToolCall]
+
+
+# How the bridge asks a new connection to finish an answer the old one was giving; the
+# emulator follows it as a model would: it goes on after the words the caller heard.
+_CONTINUE = re.compile(r'already heard you say: "(.*)" Continue', re.DOTALL)
+_WORD = re.compile(r"[\w']+")
+
+
+def _heard_words(words: list[str], heard: str) -> int:
+    """How many of the answer's words, from its start, the quoted text holds."""
+    said = [w.lower() for w in _WORD.findall(heard)]
+    count = 0
+    for word, heard_word in zip((w.lower() for w in words), said, strict=False):
+        if _WORD.findall(word) != [heard_word]:
+            break
+        count += 1
+    return count
+
+
 class _Conversation:
     """One connection's behaviour after setup: hear turns, answer, get interrupted."""
 
@@ -281,6 +326,7 @@ class _Conversation:
         session: EmulatedSession,
         options: EmulatorOptions,
         issue_handle: Callable[[], str],
+        memory: _Memory,
     ):
         self._ws = ws
         self._session = session
@@ -291,12 +337,13 @@ class _Conversation:
             session.setup, "realtimeInputConfig", "automaticActivityDetection", "silenceDurationMs"
         )
         self._vad = _Vad(options, int(silence) if isinstance(silence, int | float) else None)
-        self._script = list(options.tool_script)
+        self._memory = memory
         self._pending_tools: set[str] = set()
         self._cancel_tasks: set[asyncio.Task[None]] = set()
         self._answer: asyncio.Task[None] | None = None
-        self._playing_until = 0.0  # when the caller finishes hearing the answer, in real time
+        self.playing_until = 0.0  # when the caller finishes hearing the answer, in real time
         self.stalled = False
+        self.moments = {moment: asyncio.Event() for moment in Moment}
         reply = options.reply_pcm if options.reply_pcm is not None else bundled_reply()
         if options.reply_seconds is not None:
             reply = reply[: int(options.reply_seconds * OUTPUT_RATE) * 2]
@@ -325,36 +372,51 @@ class _Conversation:
                         if isinstance(part, dict) and isinstance(part.get("text"), str)
                     ]
                     self._session.client_turns.extend(texts)
-                    if message.client_turn_complete and not await self._call_tools(
-                        text=" ".join(texts)
-                    ):
-                        await self._start_answer()
+                    if message.client_turn_complete:
+                        await self._on_text(" ".join(texts))
                 elif message.text is not None:
                     self._session.texts.append(message.text)
-                    if not await self._call_tools(text=message.text):
-                        await self._start_answer()
+                    await self._on_text(message.text)
                 elif message.tool_responses:
-                    self._session.tool_responses.extend(message.tool_responses)
-                    self._pending_tools -= {r.id for r in message.tool_responses}
-                    if not self._pending_tools:
-                        await self._start_answer()  # the model speaks about the results
+                    await self._on_tool_responses(message.tool_responses)
         finally:
             for task in self._cancel_tasks:
                 task.cancel()
             await self._stop_answer()
 
+    async def _on_text(self, text: str) -> None:
+        if await self._call_tools(text=text):
+            return
+        continuation = _CONTINUE.search(text)
+        await self._start_answer(heard=continuation.group(1) if continuation else None)
+
+    async def _on_tool_responses(self, responses: tuple[FunctionResponse, ...]) -> None:
+        for response in responses:
+            if response.id in self._pending_tools:
+                self._session.tool_responses.append(response)
+                self._pending_tools.discard(response.id)
+            else:  # a call this session never made (or cancelled): nothing to answer
+                self._session.unknown_tool_responses.append(response)
+                log.warning("toolResponse for an unknown call id %r", response.id)
+        if not self._pending_tools and any(r in self._session.tool_responses for r in responses):
+            await self._start_answer()  # the model speaks about the results
+
+    def _reached(self, moment: Moment) -> None:
+        self.moments[moment].set()
+
     async def _call_tools(self, *, turn: int | None = None, text: str | None = None) -> bool:
         """Send the scripted tool calls this turn or text triggers; True if any."""
-        for entry in self._script:
+        for entry in self._memory.script:
             hit_turn = turn is not None and entry.on_caller_turn == turn
             hit_text = text is not None and entry.on_text is not None and entry.on_text in text
             if not (hit_turn or hit_text):
                 continue
-            self._script.remove(entry)
+            self._memory.script.remove(entry)
             await self._stop_answer()
             self._session.tool_calls_sent.extend(entry.calls)
             self._pending_tools |= {c.id for c in entry.calls}
             await _send(self._ws, tool_call_message(entry.calls))
+            self._reached(Moment.TOOL_CALL_PENDING)
             if entry.cancel_after_s is not None:
                 task = asyncio.create_task(self._cancel_later(entry))
                 self._cancel_tasks.add(task)
@@ -372,20 +434,21 @@ class _Conversation:
         self._session.audio_in += pcm
         for event in self._vad.feed(pcm):
             if event == "start":
+                self._reached(Moment.CALLER_SPEAKING)
                 await self._caller_started()
             else:
                 await self._caller_finished()
 
     def _model_speaking(self) -> bool:
         answering = self._answer is not None and not self._answer.done()
-        return answering or time.monotonic() < self._playing_until
+        return answering or time.monotonic() < self.playing_until
 
     async def _caller_started(self) -> None:
         if not self._model_speaking():
             return
         generating = self._answer is not None and not self._answer.done()
         await self._stop_answer()
-        self._playing_until = 0.0
+        self.playing_until = 0.0
         self._session.interruptions += 1
         await _send(self._ws, server_content_message(interrupted=True, turn_complete=generating))
 
@@ -399,10 +462,10 @@ class _Conversation:
         if not await self._call_tools(turn=self._session.caller_turns):
             await self._start_answer()
 
-    async def _start_answer(self) -> None:
+    async def _start_answer(self, heard: str | None = None) -> None:
         await self._stop_answer()
         if not self.stalled:  # a stalled Gemini hears everything and says nothing
-            self._answer = asyncio.create_task(self._speak())
+            self._answer = asyncio.create_task(self._speak(heard))
 
     async def _stop_answer(self) -> None:
         if self._answer is not None and not self._answer.done():
@@ -411,29 +474,44 @@ class _Conversation:
                 await self._answer
         self._answer = None
 
-    async def _speak(self) -> None:
+    async def _speak(self, heard: str | None) -> None:
+        """One answer: the reply's chunks faster than real time, each carrying its share of
+        the answer's words as output transcription; after ``heard``, from the words on."""
         options = self._options
         await asyncio.sleep(options.response_delay_s)
         self._session.answers_started += 1
         # Mid-generation a session cannot be resumed: Google says so with an empty handle.
         await _send(self._ws, resumption_update_message(None, resumable=False))
         chunk_bytes = OUTPUT_RATE * options.chunk_ms // 1000 * 2
+        chunks = [self._reply[i : i + chunk_bytes] for i in range(0, len(self._reply), chunk_bytes)]
+        words = options.answer_text.split()
+        first = 0
+        if heard is not None and chunks and words:
+            first = min(
+                len(chunks), math.ceil(_heard_words(words, heard) * len(chunks) / len(words))
+            )
+            self._session.continued_from.append(first / len(chunks))
         interval = options.chunk_ms / 1000 / options.burst_factor
-        seconds = len(self._reply) / 2 / OUTPUT_RATE
-        self._playing_until = time.monotonic() + seconds
+        seconds = (len(chunks) - first) * options.chunk_ms / 1000
+        self.playing_until = time.monotonic() + seconds
         next_send = time.monotonic()
         answer = len(self._session.answers)
         self._session.answers.append((next_send, seconds, False))
-        for i in range(0, len(self._reply), chunk_bytes):
+        for i in range(first, len(chunks)):
             if self.stalled:
                 return  # no generationComplete, no turnComplete: the known Gemini stall
-            chunk = self._reply[i : i + chunk_bytes]
-            # 3.x models combine fields: the first chunk carries its transcription.
-            text = options.answer_text if i == 0 else None
-            await _send(self._ws, server_content_message(audio=chunk, output_transcription=text))
+            said = words[len(words) * i // len(chunks) : len(words) * (i + 1) // len(chunks)]
+            # 3.x models combine fields: a chunk carries the words spoken in it.
+            text = (" " if i > first else "") + " ".join(said) if said else None
+            await _send(
+                self._ws, server_content_message(audio=chunks[i], output_transcription=text)
+            )
+            if i == first:
+                self._reached(Moment.GENERATING)
             next_send += interval
             await asyncio.sleep(max(0.0, next_send - time.monotonic()))
         await _send(self._ws, server_content_message(generation_complete=True))
+        self._reached(Moment.ANSWER_PLAYING)
         usage = UsageMetadata(prompt_tokens=100, response_tokens=25, total_tokens=125)
         await _send(self._ws, server_content_message(turn_complete=True, usage=usage))
         self._session.answers_completed += 1
@@ -451,6 +529,7 @@ class GeminiEmulator:
         self._server: Server | None = None
         self._open: set[ServerConnection] = set()
         self._handles: dict[str, ServerConnection] = {}  # resumption handle → issuing socket
+        self._memories: dict[str, _Memory] = {}  # resumption handle → its conversation
         self._conversations: dict[ServerConnection, _Conversation] = {}
         self._fault_tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -521,6 +600,7 @@ class GeminiEmulator:
         auth, refusal = self._authenticate(ws.request.headers)
         index = len(self.sessions)
         session = EmulatedSession(path=ws.request.path, auth=auth or "none")
+        session.quota_project = ws.request.headers.get("x-goog-user-project")
         self.sessions.append(session)
         self._open.add(ws)
         faults = self.options.faults_by_connection.get(index, self.options.faults) or FaultPlan()
@@ -553,11 +633,21 @@ class GeminiEmulator:
             if faults.refuse_setup:
                 await _close(ws, 1011, "The service is currently unavailable.")
                 return
+            if faults.setup_error is not None:  # refused with a frame, not a close: then silence
+                await _send(ws, json.dumps(faults.setup_error))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(30):
+                        await ws.wait_closed()
+                return
             await _send(ws, setup_complete_message(secrets.token_hex(8)))
             if self.options.echo:
                 await _Echo(ws, session).run()
                 return
-            conversation = _Conversation(ws, session, self.options, lambda: self._issue(ws))
+            handle = session.resumed_from
+            memory = self._memories.get(handle or "") or _Memory(list(self.options.tool_script))
+            conversation = _Conversation(
+                ws, session, self.options, lambda: self._issue(ws, memory), memory
+            )
             self._conversations[ws] = conversation
             fault_task = asyncio.create_task(self._inject(ws, conversation, faults))
             await conversation.run()
@@ -573,9 +663,10 @@ class GeminiEmulator:
             session.close_code = ws.close_code
             session.close_reason = ws.close_reason or ""
 
-    def _issue(self, ws: ServerConnection) -> str:
+    def _issue(self, ws: ServerConnection, memory: _Memory) -> str:
         handle = f"emulated-handle-{len(self._handles) + 1}-{secrets.token_hex(6)}"
         self._handles[handle] = ws
+        self._memories[handle] = memory
         return handle
 
     def _check_resumption(
@@ -599,15 +690,18 @@ class GeminiEmulator:
         self, ws: ServerConnection, conversation: _Conversation, plan: FaultPlan
     ) -> None:
         """Run one connection's scripted faults, in time order."""
+        started = time.monotonic()
+        if plan.go_away_on is not None:
+            await self._go_away_at(conversation, plan.go_away_on)
         events: list[tuple[float, str]] = []
-        if plan.go_away_at is not None:
-            events.append((plan.go_away_at, "go_away"))
-            events.append((plan.go_away_at + plan.go_away_time_left, "deadline"))
+        if plan.go_away_at is not None or plan.go_away_on is not None:
+            at = (time.monotonic() - started) + (plan.go_away_at or 0.0)
+            events.append((at, "go_away"))
+            events.append((at + plan.go_away_time_left, "deadline"))
         if plan.close_at is not None:
             events.append((plan.close_at, "close"))
         if plan.stall_at is not None:
             events.append((plan.stall_at, "stall"))
-        started = time.monotonic()
         for at, what in sorted(events):
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             if what == "go_away":
@@ -621,6 +715,15 @@ class GeminiEmulator:
                 return
             elif what == "stall":
                 conversation.stalled = True
+
+    @staticmethod
+    async def _go_away_at(conversation: _Conversation, moment: Moment) -> None:
+        """Until ``moment`` first comes on this connection."""
+        if moment is Moment.IDLE:  # the answer has played out at the caller
+            await conversation.moments[Moment.ANSWER_PLAYING].wait()
+            await asyncio.sleep(max(0.0, conversation.playing_until - time.monotonic()))
+            return
+        await conversation.moments[moment].wait()
 
     async def inject_fault(self, kind: str, rng: random.Random) -> bool:
         """A fault on one open session picked at random: "go_away" (10 s left, then 1011),

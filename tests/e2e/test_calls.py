@@ -340,28 +340,34 @@ def test_a_malformed_frame_closes_only_that_stream() -> None:
 
 
 def test_a_call_over_vertex_ai_with_oauth() -> None:
-    class Credentials:  # google-auth's shape: a token, an expiry, refresh()
-        token, expiry = "ya29.emulated-token", None
+    from google.oauth2.credentials import Credentials
 
-        def refresh(self, request: object) -> None:
-            raise AssertionError("a valid token must not be refreshed")
+    # User credentials as `gcloud auth application-default login` leaves them: a valid
+    # token (not refreshed) and a quota project, which Vertex bills.
+    credentials = Credentials(token="ya29.emulated-token", quota_project_id="billing-project")
 
     async def scenario() -> None:
         options = EmulatorOptions(
             api_key=None, bearer_token="ya29.emulated-token", reply_seconds=1.0
         )
-        async with loopback_deployment(options, vertex_credentials=Credentials()) as d:
+        async with loopback_deployment(options, vertex_credentials=credentials) as d:
             caller = d.caller()
             async with caller.dial() as call:
                 await call.say(SHORT)
                 await call.wait_for_answer(timeout=10)
                 await call.wait_until_quiet(quiet_s=0.3, timeout=10)
+                await call.press("7")
+                await until(lambda: d.emulator.sessions[0].texts != [], timeout=5)
             session = d.emulator.sessions[0]
             assert session.auth == "bearer" and "LlmBidiService" in session.path
+            assert session.quota_project == "billing-project"  # x-goog-user-project, as the SDK
             assert session.setup["model"] == (
                 "projects/emulated/locations/us-central1/publishers/google/models/gemini-3.8-live"
             )
             assert caller.result.frames_received == pytest.approx(50, abs=2)
+            # Keypad digits go as realtimeInput.text on Vertex too, as Google's SDK sends text.
+            assert session.texts == ["(The caller pressed 7 on the phone keypad.)"]
+            assert session.client_turns == []
 
     run(scenario())
 

@@ -215,6 +215,7 @@ def test_cancelled_tool_calls_get_no_answer(tmp_path: Path) -> None:
                     await until(lambda: bool(received), timeout=10)
                     await asyncio.sleep(1.5)  # past the 1 s tool timeout: it would have answered
                 assert d.emulator.sessions[0].tool_responses == []
+                assert d.emulator.sessions[0].unknown_tool_responses == []
 
     run(scenario())
 
