@@ -1,4 +1,5 @@
-"""Command line: ``bridge serve``, ``bridge demo``, ``bridge emulator``."""
+"""Command line: ``gemini-phone-bridge serve | check | demo | emulator | dev-phone``
+(also ``python -m bridge ...``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, error_lines
+
+PROG = "gemini-phone-bridge"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -27,7 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
         configure_logging(settings.log_level, settings.secrets(), settings.log_format)
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
-        print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(f"{PROG}: configuration error: {line}", file=sys.stderr)
         return 2
     log = logging.getLogger("bridge")
     log.info(
@@ -115,7 +119,7 @@ def _dev_phone(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bridge", description="A phone bridge between Twilio and Gemini Live."
+        prog=PROG, description="A phone bridge between Twilio and Gemini Live."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -1,4 +1,4 @@
-"""``bridge demo``: a whole phone call, offline, with no credentials.
+"""``gemini-phone-bridge demo``: a whole phone call, offline, with no credentials.
 
 The real server, the Gemini emulator and a simulated Twilio caller run on
 loopback. The assistant greets the caller; the caller asks a question, hears

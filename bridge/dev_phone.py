@@ -1,4 +1,5 @@
-"""``bridge dev-phone``: call the assistant from a real phone while it runs on your laptop.
+"""``gemini-phone-bridge dev-phone``: call the assistant from a real phone, served from
+your laptop.
 
 One command opens an ngrok tunnel to the local server (the ngrok Python SDK
 ships its agent in the wheel), sets PUBLIC_URL to it, points your Twilio
@@ -77,7 +78,7 @@ def required(name: str) -> str:
     config = Config(".env" if Path(".env").is_file() else None)
     value = str(config(name, default="")).strip()
     if not value:
-        raise ConfigError(name, "not set (needed by bridge dev-phone)")
+        raise ConfigError(name, "not set (needed by gemini-phone-bridge dev-phone)")
     return value
 
 
@@ -88,7 +89,7 @@ def run(host: str, port: int) -> int:
         account, auth = required("TWILIO_ACCOUNT_SID"), required("TWILIO_AUTH_TOKEN")
         number = TwilioNumber(account, auth, required("TWILIO_PHONE_NUMBER"))
     except ConfigError as exc:
-        print(f"bridge dev-phone: {exc}")
+        print(f"gemini-phone-bridge dev-phone: {exc}")
         return 2
     import ngrok  # optional dependency: pip install -e '.[dev-phone]'
 

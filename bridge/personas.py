@@ -95,7 +95,8 @@ def _persona(
     if voice not in VOICES:
         problems.append(f"{number}: unknown voice {voice!r} (names are case-sensitive)")
     tools = entry.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+    names_ok = isinstance(tools, list) and all(isinstance(t, str) for t in tools)
+    if tools is not None and not names_ok:
         problems.append(f"{number}: tools must be a list of tool names")
     elif tools is not None and (unknown := sorted(set(tools) - known_tools)):
         problems.append(

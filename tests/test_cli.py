@@ -43,31 +43,44 @@ def bridge(
     )
 
 
-def test_help_lists_the_commands() -> None:
-    result = bridge("--help")
-    assert result.returncode == 0
-    for command in ("serve", "demo", "emulator"):
-        assert command in result.stdout
+def test_the_console_command_is_gemini_phone_bridge_and_python_m_bridge_works_too() -> None:
+    """``bridge`` is iproute2's command on Debian and Ubuntu: ours has a name of its own."""
+    script = Path(sys.executable).parent / "gemini-phone-bridge"
+    for command in ([str(script)], [sys.executable, "-m", "bridge"]):
+        result = subprocess.run(
+            [*command, "--help"], capture_output=True, text=True, timeout=30, env=CLEAN_ENV
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: gemini-phone-bridge ")
+        for name in ("serve", "demo", "emulator", "dev-phone"):
+            assert name in result.stdout
 
 
-def test_serve_with_a_bad_setting_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+def test_serve_reports_every_bad_setting_at_once_one_line_each(tmp_path: Path) -> None:
     result = bridge("serve", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "bridge: configuration error: PUBLIC_URL: not set (the https URL Twilio uses to reach this server)"
+    assert result.stderr.splitlines() == [
+        "gemini-phone-bridge: configuration error: PUBLIC_URL: not set (the https URL Twilio uses to reach this server)",
+        "gemini-phone-bridge: configuration error: TWILIO_AUTH_TOKEN: not set (needed to check Twilio's signatures)",
+        "gemini-phone-bridge: configuration error: GEMINI_API_KEY: not set (or set GOOGLE_CLOUD_PROJECT to use Vertex AI)",
+    ]
+    (tmp_path / ".env").write_text(
+        "export PUBLIC_URL=http://bridge.example.com  # a typo: http\n"
+        "TWILIO_AUTH_TOKEN=t\n"
+        "GEMINI_API_KEY=AIza-very-secret\n"
+        "GEMINI_VOICE=nobody\n"
+        "VAD_SILENCE_DURATION_MS=0.5\n"
+        f"SYSTEM_PROMPT_FILE={tmp_path / 'prompt.txt'}\n"
     )
-    result = bridge(
-        "serve",
-        cwd=tmp_path,
-        env={
-            "PUBLIC_URL": "https://x.example",
-            "TWILIO_AUTH_TOKEN": "t",
-            "GEMINI_API_KEY": "AIza-very-secret",
-            "GEMINI_VOICE": "nobody",
-        },
-    )
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "GEMINI_VOICE" in result.stderr and "AIza-very-secret" not in result.stderr
+    result = bridge("serve", cwd=tmp_path)
+    assert result.returncode == 2 and "AIza-very-secret" not in result.stderr
+    assert [line.split(": ")[2] for line in result.stderr.splitlines()] == [
+        "PUBLIC_URL",
+        "GEMINI_VOICE",
+        "SYSTEM_PROMPT_FILE",
+        "VAD_SILENCE_DURATION_MS",
+    ]
+    assert "Traceback" not in result.stderr
 
 
 def free_port() -> int:

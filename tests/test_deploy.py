@@ -107,7 +107,7 @@ def test_prometheus_and_grafana_use_the_products_metrics() -> None:
 
 def test_dockerfile_runs_the_documented_command_as_non_root_with_a_healthcheck() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
-    assert 'CMD ["python", "-m", "bridge", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
+    assert 'CMD ["gemini-phone-bridge", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
     assert re.search(r"^USER bridge$", text, re.M)
     assert "HEALTHCHECK" in text and "/health" in text
     assert "FROM python:3.11-slim" in text

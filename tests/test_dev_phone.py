@@ -1,4 +1,4 @@
-"""bridge dev-phone: the Twilio number is pointed at the tunnel and restored (no network)."""
+"""gemini-phone-bridge dev-phone: the Twilio number is pointed at the tunnel and restored (no network)."""
 
 from __future__ import annotations
 
@@ -112,5 +112,5 @@ def test_missing_credentials_fail_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert (
         result.stdout.strip()
-        == "bridge dev-phone: NGROK_AUTHTOKEN: not set (needed by bridge dev-phone)"
+        == "gemini-phone-bridge dev-phone: NGROK_AUTHTOKEN: not set (needed by gemini-phone-bridge dev-phone)"
     )

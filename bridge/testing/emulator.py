@@ -1,6 +1,6 @@
 """A Gemini Live emulator: a real WebSocket server speaking BidiGenerateContent.
 
-It is what ``bridge demo`` and the end-to-end tests talk to instead of Google,
+It is what ``gemini-phone-bridge demo`` and the end-to-end tests talk to instead of Google,
 and it is as strict as Google where a bridge can go wrong: the key must be
 right, ``setup`` must come first and hold only fields Live knows (else close
 1007, as Google does), the model must exist (else 1008). It hears the caller

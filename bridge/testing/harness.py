@@ -1,6 +1,6 @@
 """The whole product on loopback: the Gemini emulator and the real server under uvicorn.
 
-``bridge demo`` and the end-to-end tests both use it, so what the tests prove
+``gemini-phone-bridge demo`` and the end-to-end tests both use it, so what the tests prove
 is what the demo shows. Nothing here is faked below the sockets: the server is
 the production app, configured by environment-style settings, reached over
 real TCP on ephemeral ports.
