@@ -15,6 +15,7 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridge.audio import resample
@@ -138,10 +139,20 @@ def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
     assert report["first_audio_ms"] < 2000  # the assistant speaks first
     assert 0 < report["greeting_ms"] < 2000
     assert report["bridge_totals"]["completed"] == 1
-    with wave.open(str(wav)) as heard:
-        assert heard.getframerate() == 8000 and heard.getnframes() / 8000 == pytest.approx(
-            report["heard_seconds"], abs=0.05
-        )
+    # Both sides, as a call recording: caller left, assistant right, aligned in time.
+    with wave.open(str(wav)) as recording:
+        assert recording.getframerate() == 8000 and recording.getnchannels() == 2
+        assert recording.getnframes() / 8000 == pytest.approx(report["heard_seconds"], abs=0.05)
+        samples = np.frombuffer(recording.readframes(recording.getnframes()), "<i2")
+    blocks = samples.reshape(-1, 160, 2).astype(np.float64)
+    rms = np.sqrt((blocks**2).mean(axis=1))  # per 20 ms, per side
+    caller, assistant = rms[:, 0] > 300, rms[:, 1] > 300
+    assert caller.sum() * 0.02 > 3 and assistant.sum() * 0.02 > 2  # the question; two 2 s answers
+    assert (caller & assistant).sum() < 5  # no barge-in: one side speaks at a time
+    first_question = int(np.argmax(caller))
+    assert assistant[:first_question].any()  # the greeting came first
+    answer = int(np.argmax(assistant[first_question:])) + first_question
+    assert 0.5 < (answer - np.flatnonzero(caller)[-1]) * 0.02 < 1.5  # the turn latency
 
 
 @contextlib.contextmanager
