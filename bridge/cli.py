@@ -24,10 +24,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .server import DrainingServer
     from .services import Services
+    from .startup_summary import summary_lines
 
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+        configure_logging(
+            settings.log_level, settings.secrets(), settings.log_format, settings.log_probes
+        )
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
         for line in error_lines(exc):
@@ -43,23 +46,33 @@ def _serve(args: argparse.Namespace) -> int:
         settings.gemini_model,
         resample.implementation(),
     )
+    for line in summary_lines(services):
+        log.log(line.level, line.text)
     if resample.implementation() != "C":
         log.warning(
             "the resamplers' C speedups were not built (no C compiler at install): "
             "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
     config = uvicorn.Config(
-        create_app(services),
+        create_app(services, probe_gemini_at_start=True),
         host=args.host,
         port=args.port,
         log_config=None,
         ws="websockets-sansio",
         ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
-        lifespan="off",
+        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
     )
     server = DrainingServer(config, services.drain)
     server.run()
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import run_checks
+    from .logs import configure_logging
+
+    configure_logging("ERROR", fmt="text")  # the results are the output; the log is for faults
+    return asyncio.run(run_checks())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -97,8 +110,7 @@ def _emulator(args: argparse.Namespace) -> int:
             api_key=args.api_key or None, reply_seconds=args.reply_seconds, faults=faults
         )
         emulator = await GeminiEmulator(options).start(args.host, args.port)
-        print(f"Gemini Live emulator on {emulator.url}", flush=True)
-        print(f"  Vertex path: {emulator.vertex_url}", flush=True)
+        print(emulator_banner(emulator.url, emulator.vertex_url, args.api_key), flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -109,6 +121,28 @@ def _emulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def emulator_banner(url: str, vertex_url: str, api_key: str) -> str:
+    """What to paste into the bridge's .env, exactly; the emulator takes any key unless told."""
+    key = api_key or "emulator"
+    demanded = (
+        "It demands that API key." if api_key else "It accepts any API key (--api-key demands one)."
+    )
+    return f"""Gemini Live emulator on {url}
+{demanded} For the bridge, put these lines in its .env:
+
+GEMINI_LIVE_URL={url}
+GEMINI_API_KEY={key}
+
+To call it from your browser with no Twilio account, add these too, run
+`{PROG} serve --port 8080` and open http://localhost:8080/softphone:
+
+PUBLIC_URL=http://localhost:8080
+TWILIO_AUTH_TOKEN=offline
+DEV_SOFTPHONE=true
+
+(The Vertex AI path is {vertex_url}. Ctrl-C stops the emulator.)"""
 
 
 def _dev_phone(args: argparse.Namespace) -> int:
@@ -128,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=_serve)
 
+    check = commands.add_parser(
+        "check",
+        help="try what a call needs now: settings, a real Gemini session, Twilio credentials "
+        "and the number's webhook",
+    )
+    check.set_defaults(run=_check)
+
     demo = commands.add_parser("demo", help="run a whole simulated call offline")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON object")
     demo.add_argument("--out", default="demo-call.wav", help="WAV file of what the caller heard")
@@ -146,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="run the Gemini Live emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=9500)
-    emulator.add_argument("--api-key", default="emulator-key", help="key to expect ('' = any)")
+    emulator.add_argument("--api-key", default="", help="demand this key (default: any key)")
     emulator.add_argument("--reply-seconds", type=float, default=None)
     faults = emulator.add_argument_group("faults, applied to every session (seconds after setup)")
     faults.add_argument("--go-away-after", type=float, help="send goAway, then close 1011")

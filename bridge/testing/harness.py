@@ -62,7 +62,7 @@ async def serve_app(
         log_level="warning",
         ws="websockets-sansio",
         ws_max_size=128 * 1024,
-        lifespan="off",
+        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
         access_log=False,
     )
     server = DrainingServer(config, drain or _nothing_to_drain, freeze_startup_objects=False)
