@@ -53,7 +53,7 @@ def test_the_console_command_is_gemini_phone_bridge_and_python_m_bridge_works_to
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("usage: gemini-phone-bridge ")
-        for name in ("serve", "demo", "emulator", "dev-phone"):
+        for name in ("serve", "check", "demo", "emulator", "dev-phone"):
             assert name in result.stdout
 
 

@@ -153,3 +153,17 @@ def test_serve_on_the_pasted_settings_answers_a_call_and_says_what_it_can_do(
     assert any("POST /api/inbound-call" in m for m in access)
     assert any("GET /nowhere" in m for m in access)
     assert not [m for m in access if re.search(r"GET /(health|ready|metrics)", m)]
+
+
+def test_the_readme_shows_the_lines_the_emulator_prints() -> None:
+    """The README's first screen must not drift from what the newcomer sees."""
+    from bridge.cli import emulator_banner
+    from bridge.testing.emulator import GeminiEmulator
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("It prints the lines to put in `.env`", 1)[1].split("```sh\n", 1)[1]
+    shown = block.split("```", 1)[0].splitlines()
+    emulator = GeminiEmulator()
+    emulator.port = 9500  # the default of `gemini-phone-bridge emulator`
+    banner = emulator_banner(emulator.url, emulator.vertex_url, api_key="")
+    assert shown == [line for line in banner.splitlines() if re.match(r"^[A-Z_]+=", line)]

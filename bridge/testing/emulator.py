@@ -55,6 +55,7 @@ AI_STUDIO_PATHS = frozenset(
     f"/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
     for v in ("v1beta", "v1alpha")
 )
+AI_STUDIO_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 VERTEX_PATHS = frozenset(
     f"/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent" for v in ("v1beta1", "v1")
 )
@@ -458,8 +459,8 @@ class GeminiEmulator:
 
     @property
     def url(self) -> str:
-        """The AI Studio endpoint on this emulator."""
-        return f"ws://{self.host}:{self.port}" + sorted(AI_STUDIO_PATHS)[0]
+        """The AI Studio endpoint on this emulator (v1beta, as Google's default)."""
+        return f"ws://{self.host}:{self.port}" + AI_STUDIO_PATH
 
     @property
     def vertex_url(self) -> str:
