@@ -144,9 +144,18 @@ def _twiml_dir(value: str) -> str:
     return value
 
 
-def describe_json_error(path: str, exc: json.JSONDecodeError) -> str:
-    """Where a JSON file is broken, as an editor shows it."""
-    return f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+def read_json_file(name: str, path: str) -> Any:
+    """A setting's JSON file; a ConfigError naming ``name`` says where it is broken (line and
+    column, as an editor shows them) or why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise ConfigError(name, f"{path} is not valid JSON: {where}") from None
+    except OSError as exc:
+        raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, f"cannot read {path}: not UTF-8 text") from None
 
 
 # --- the table -------------------------------------------------------------------------------

@@ -9,12 +9,10 @@ would otherwise quietly give that number the defaults.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .config import BUILTIN_TOOLS, VOICES, ConfigError, ConfigErrors, Settings, describe_json_error
+from .config import BUILTIN_TOOLS, VOICES, ConfigError, ConfigErrors, Settings, read_json_file
 
 FIELDS = ("system_prompt", "voice", "greeting", "tools")
 NAME = "PERSONAS_FILE"
@@ -45,14 +43,7 @@ class Personas:
         if not settings.personas_file:
             return cls(default, {})
         path = settings.personas_file
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(NAME, describe_json_error(path, exc)) from None
-        except OSError as exc:
-            raise ConfigError(NAME, f"cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(NAME, f"cannot read {path}: not UTF-8 text") from None
+        data = read_json_file(NAME, path)
         if not isinstance(data, dict):
             raise ConfigError(NAME, f"{path} must map phone numbers to personas")
         known_tools = BUILTIN_TOOLS | _http_tool_names(settings)

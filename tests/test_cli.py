@@ -12,8 +12,9 @@ import sys
 import time
 import urllib.request
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from bridge.gemini.protocol import SessionConfig
 from bridge.gemini.session import GeminiSession, GeminiSetupError
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 CLEAN_ENV = {
     k: v
     for k, v in os.environ.items()
@@ -103,19 +105,12 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+    def health() -> object:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return json.loads(response.read())
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/health", timeout=1
-                ) as response:
-                    assert json.loads(response.read()) == {"status": "ok"}
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        assert wait_until_up(process, health) == {"status": "ok"}
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
@@ -156,11 +151,10 @@ def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def emulator_process(*flags: str) -> Iterator[str]:
-    """``python -m bridge emulator`` on a free port; yields the URL it prints."""
-    port = free_port()
+def emulator_banner(*flags: str) -> Iterator[list[str]]:
+    """``python -m bridge emulator`` on a free port; yields the lines of its banner."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "emulator", "--port", str(port), *flags],
+        [sys.executable, "-m", "bridge", "emulator", "--port", str(free_port()), *flags],
         env=CLEAN_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -168,12 +162,35 @@ def emulator_process(*flags: str) -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        url = process.stdout.readline().split(" on ", 1)[1].strip()
-        assert url.startswith(f"ws://127.0.0.1:{port}/ws/")
-        yield url
+        lines = []
+        while not (line := process.stdout.readline()).startswith("(The Vertex AI path"):
+            assert line, "the emulator stopped before its banner ended"
+            lines.append(line.rstrip("\n"))
+        yield lines
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def emulator_process(*flags: str) -> Iterator[str]:
+    """The emulator alone; yields the URL it prints first."""
+    with emulator_banner(*flags) as lines:
+        url = lines[0].split(" on ", 1)[1].strip()
+        assert url.startswith("ws://127.0.0.1:") and "/ws/" in url
+        yield url
+
+
+def wait_until_up(process: subprocess.Popen[str], probe: Callable[[], T], within: float = 20) -> T:
+    """``probe()``'s answer once the server ``process`` answers at all."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return probe()
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.1)
 
 
 async def open_emulated_session(url: str, key: str) -> GeminiSession:

@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from bridge.testing.caller import SimulatedCaller
 
-from .test_cli import CLEAN_ENV, free_port
+from .test_cli import CLEAN_ENV, emulator_banner, free_port, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -25,24 +24,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def banner() -> Iterator[dict[str, str]]:
     """``gemini-phone-bridge emulator`` with no flags; the settings its banner says to paste."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "emulator", "--port", str(free_port())],
-        env=CLEAN_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = []
-        while not (line := process.stdout.readline()).startswith("(The Vertex AI path"):
-            assert line, "the emulator stopped before its banner ended"
-            lines.append(line.rstrip("\n"))
+    with emulator_banner() as lines:
         assert "accepts any API key" in lines[1]
         yield dict(line.split("=", 1) for line in lines if re.match(r"^[A-Z_]+=", line))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def write_env(folder: Path, settings: dict[str, str], port: int) -> None:
@@ -108,15 +92,7 @@ def test_serve_on_the_pasted_settings_answers_a_call_and_says_what_it_can_do(
     )
     public_url = f"http://localhost:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert get(f"http://127.0.0.1:{port}/health")[0] == 200
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        assert wait_until_up(server, lambda: get(f"http://127.0.0.1:{port}/health"))[0] == 200
 
         async def call() -> SimulatedCaller:
             caller = SimulatedCaller(public_url, banner["TWILIO_AUTH_TOKEN"])

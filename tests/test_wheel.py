@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from twilio.request_validator import RequestValidator
 
-from .test_cli import CLEAN_ENV, free_port
+from .test_cli import CLEAN_ENV, free_port, wait_until_up
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,16 +94,12 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
                 "X-Twilio-Signature": RequestValidator("tok").compute_signature(url, params),
             },
         )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    twiml = response.read().decode()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
+
+        def answer() -> str:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.read().decode()
+
+        twiml = wait_until_up(server, answer)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)

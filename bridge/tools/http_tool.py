@@ -15,11 +15,10 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ConfigError, ConfigErrors, describe_json_error
+from ..config import ConfigError, ConfigErrors, read_json_file
 from .base import ToolError
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -77,14 +76,7 @@ class HttpTool:
 def load_http_tools(path: str) -> list[HttpTool]:
     """Read and check ``TOOLS_FILE``; a bad file is a start-up error naming the variable,
     with every problem in it (one line each)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(SETTING, describe_json_error(path, exc)) from None
-    except OSError as exc:
-        raise ConfigError(SETTING, f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(SETTING, f"cannot read {path}: not UTF-8 text") from None
+    data = read_json_file(SETTING, path)
     if not isinstance(data, list):
         raise ConfigError(SETTING, f"{path} must hold a JSON list of tools")
     tools: list[HttpTool] = []
