@@ -165,9 +165,9 @@ def test_personas_with_unknown_fields_or_tools_are_refused(tmp_path: Path) -> No
         "PERSONAS_FILE: +14155550101: unknown field 'prompt' "
         "(known: system_prompt, voice, greeting, tools)",
     ]
-    personas.write_text('{"+14155550100": {"voice": "Puck",}}')
+    personas.write_text('{"+14155550100": {"voice": "Puck"\n  "greeting": "hi"}}')
     (line,) = problems(PERSONAS_FILE=str(personas))
-    assert "is not valid JSON" in line and "line 1, column 35" in line
+    assert line.endswith("is not valid JSON: Expecting ',' delimiter at line 2, column 3")
 
 
 def test_gemini_credentials_are_required() -> None:
