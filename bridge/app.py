@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.metadata
+import json
 import logging
 import os
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +29,16 @@ log = logging.getLogger(__name__)
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gemini-phone-bridge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
+
+
 def _services(request: Request | WebSocket) -> Services:
     return request.app.state.services
 
@@ -34,10 +48,15 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: 503 while full or draining, so load balancers send calls elsewhere."""
-    reason = _services(request).admission.not_ready_reason
+    """Readiness: 503 while full or draining, or while every recent call failed to open
+    Gemini, so load balancers send calls elsewhere."""
+    services = _services(request)
+    reason = services.admission.not_ready_reason
     if reason is not None:
         return JSONResponse({"status": reason}, status_code=503)
+    if services.gemini_watch.health.failing:
+        status = services.gemini_watch.health.status()
+        return _scrubbed_json(services, status, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
@@ -55,12 +74,22 @@ async def call_stats(request: Request) -> Response:
         return denied
     services = _services(request)
     snapshot = services.registry.snapshot()
+    admission = services.admission
     snapshot["process"] = {
+        "version": VERSION,
+        "uptime_s": services.registry.uptime_s,
+        "capacity": {"max_calls": admission.max_calls, "in_use": admission.in_use},
         "asyncio_tasks": len(asyncio.all_tasks()),
         "rss_bytes": _rss_bytes(),
-        "draining": services.admission.draining,
+        "draining": admission.draining,
     }
-    return JSONResponse(snapshot)
+    return _scrubbed_json(services, snapshot)
+
+
+def _scrubbed_json(services: Services, body: object, status_code: int = 200) -> Response:
+    """Failure reasons come from Gemini's close frames: never let one quote a secret."""
+    text = services.scrub(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return Response(text, status_code=status_code, media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
@@ -74,8 +103,21 @@ async def voice_stream(websocket: WebSocket) -> None:
     await CallBridge(websocket, _services(websocket)).run()
 
 
-def create_app(services: Services) -> Starlette:
+def create_app(services: Services, *, probe_gemini_at_start: bool = False) -> Starlette:
+    """``probe_gemini_at_start``: open a Gemini session in the background once serving, and
+    warn if it fails (``serve`` does; tests count their sessions and do not)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if probe_gemini_at_start:
+            services.gemini_watch.probe_at_start()
+        try:
+            yield
+        finally:
+            await services.gemini_watch.close()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),

@@ -19,7 +19,6 @@ Who may start a call at all is decided first, in ``stream_start``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from enum import Enum
@@ -151,7 +150,7 @@ class CallBridge:
             await self._close(CLOSE_TRY_AGAIN, "over capacity")
             return
         record = self._services.registry.begin(
-            start.call_sid, start.stream_sid, params.get("from", "")
+            start.call_sid, start.stream_sid, params.get("from", ""), self._called
         )
         self._record = record
         self._metrics.active_calls.inc()
@@ -166,7 +165,9 @@ class CallBridge:
             admission.release(self)
             self._metrics.active_calls.dec()
             self._metrics.calls.labels(outcome).inc()
-            self._services.registry.end(record, completed=outcome in ("completed", "drained"))
+            self._services.registry.end(
+                record, completed=outcome in ("completed", "drained"), outcome=outcome
+            )
             figures = record.summary(outcome, self._tools.completed + self._tools.failed)
             self._log.info(
                 "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
@@ -188,8 +189,8 @@ class CallBridge:
                     "turns": self.transcript.tail(len(self.transcript.turns)),
                 }
                 self._log.info(
-                    "transcript %s",
-                    json.dumps(record_json, ensure_ascii=False),
+                    "call transcript: %d turns",
+                    len(self.transcript.turns),
                     extra={"event": "transcript", "data": record_json},
                 )
 
@@ -230,13 +231,16 @@ class CallBridge:
                 if persona.greeting:
                     await link.send(client_content_message(persona.greeting))
         except GeminiSetupError as exc:
+            services.gemini_watch.on_call_setup(False, exc.reason)
             self._metrics.gemini_setup_failures.labels(exc.kind).inc()
             self._log.error("Gemini session did not open: %s", exc.reason)
+            record.failure = f"Gemini did not open: {exc.reason}"
             await link.close()
             record.state_probe = lambda: "failed"
             # Closing the stream lets Twilio speak the apology that follows <Connect>.
             await self._close(CLOSE_INTERNAL, "assistant unavailable")
             return "gemini_unavailable"
+        services.gemini_watch.on_call_setup(True)
         self._log.info("Gemini session %s", "pre-warmed" if warm is not None else "opened")
         assert link.setup_seconds is not None
         record.gemini_setup_ms = link.setup_seconds * 1000
@@ -271,14 +275,17 @@ class CallBridge:
         if isinstance(error, StreamRejected):
             self._metrics.stream_rejections.labels(error.metric).inc()
             self._log.warning("stream closed: %s", error.reason)
+            record.failure = error.reason
             await self._close(error.code, error.reason)
             return "failed"
         if isinstance(error, GeminiLinkLost):
             self._log.error("Gemini lost mid-call: %s", error.reason)
+            record.failure = f"Gemini lost: {error.reason}"
             await self._close(CLOSE_INTERNAL, "assistant disconnected")
             return "failed"
         if error is not None:
             self._log.error("call failed: %s", _describe(error), exc_info=error)
+            record.failure = "bridge error"
             await self._close(CLOSE_INTERNAL, "bridge error")
             return "failed"
         for result in results:
@@ -287,6 +294,7 @@ class CallBridge:
         if first.result() is CallEnd.CALLER_HUNG_UP:
             await self._close(CLOSE_NORMAL, "call ended")
             return "completed"
+        record.failure = "Gemini closed the session"
         await self._close(CLOSE_INTERNAL, "assistant disconnected")
         return "failed"
 

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+RECENT_CALLS = 20  # ended calls the stats API (and the dashboard) show
+# Callers that are not phone numbers, shown as they are: nothing to hide, much to tell apart.
+NAMED_CALLERS = frozenset({"softphone"})
+
+
+def _utc(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
 def mask_number(number: str) -> str:
     """``+14155550123`` → ``+*******0123``: enough to tell calls apart, not to call back."""
     if not number:
         return ""
+    if number in NAMED_CALLERS:
+        return number
     keep = 4 if len(number) > 6 else 0
     head = "+" if number.startswith("+") else ""
     hidden = len(number) - len(head) - keep
@@ -24,6 +35,8 @@ class CallRecord:
     call_sid: str
     stream_sid: str
     caller: str  # masked
+    called: str = ""  # the number called (ours: a persona's, not the caller's)
+    failure: str = ""  # why the call failed, when it did (safe to show)
     started_at: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
     frames_in: int = 0
@@ -41,7 +54,8 @@ class CallRecord:
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
             "caller": self.caller,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "called": self.called,
+            "started_at": _utc(self.started_at),
             "duration_s": round(time.monotonic() - self.started_mono, 1),
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
@@ -79,25 +93,46 @@ def _round(value: float | None) -> float | None:
 
 
 class CallRegistry:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._active: dict[str, CallRecord] = {}
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS)
+        self._clock = clock
+        self.started_mono = clock()
         self.handled = 0
         self.completed = 0
         self.failed = 0
 
-    def begin(self, call_sid: str, stream_sid: str, caller_number: str) -> CallRecord:
-        record = CallRecord(call_sid, stream_sid, mask_number(caller_number))
+    def begin(
+        self, call_sid: str, stream_sid: str, caller_number: str, called_number: str = ""
+    ) -> CallRecord:
+        record = CallRecord(call_sid, stream_sid, mask_number(caller_number), called_number)
         self._active[stream_sid] = record
         self.handled += 1
         return record
 
-    def end(self, record: CallRecord, *, completed: bool) -> None:
+    def end(self, record: CallRecord, *, completed: bool, outcome: str = "") -> None:
         if self._active.pop(record.stream_sid, None) is None:
             return
         if completed:
             self.completed += 1
         else:
             self.failed += 1
+        self._recent.appendleft(
+            {
+                "call_sid": record.call_sid,
+                "caller": record.caller,
+                "called": record.called,
+                "started_at": _utc(record.started_at),
+                "ended_at": _utc(time.time()),
+                "duration_s": round(time.monotonic() - record.started_mono, 1),
+                "outcome": outcome or ("completed" if completed else "failed"),
+                "failure": record.failure,
+            }
+        )
+
+    @property
+    def uptime_s(self) -> float:
+        return round(self._clock() - self.started_mono, 1)
 
     @property
     def active_count(self) -> int:
@@ -106,6 +141,7 @@ class CallRegistry:
     def snapshot(self) -> dict[str, Any]:
         return {
             "active_calls": [r.snapshot() for r in self._active.values()],
+            "recent_calls": list(self._recent),
             "totals": {
                 "active": len(self._active),
                 "handled": self.handled,

@@ -1,4 +1,5 @@
-"""Command line: ``bridge serve``, ``bridge demo``, ``bridge emulator``."""
+"""Command line: ``gemini-phone-bridge serve | check | demo | emulator | dev-phone``
+(also ``python -m bridge ...``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, error_lines
+
+PROG = "gemini-phone-bridge"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,13 +24,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .server import DrainingServer
     from .services import Services
+    from .startup_summary import summary_lines
 
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+        configure_logging(
+            settings.log_level, settings.secrets(), settings.log_format, settings.log_probes
+        )
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
-        print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(f"{PROG}: configuration error: {line}", file=sys.stderr)
         return 2
     log = logging.getLogger("bridge")
     log.info(
@@ -39,19 +46,21 @@ def _serve(args: argparse.Namespace) -> int:
         settings.gemini_model,
         resample.implementation(),
     )
+    for line in summary_lines(services):
+        log.log(line.level, line.text)
     if resample.implementation() != "C":
         log.warning(
             "the resamplers' C speedups were not built (no C compiler at install): "
             "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
     config = uvicorn.Config(
-        create_app(services),
+        create_app(services, probe_gemini_at_start=True),
         host=args.host,
         port=args.port,
         log_config=None,
         ws="websockets-sansio",
         ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
-        lifespan="off",
+        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
     )
     server = DrainingServer(config, services.drain)
     try:
@@ -61,6 +70,14 @@ def _serve(args: argparse.Namespace) -> int:
         return 130
     log.info("stopped (%s): calls drained", server.stopped_by or "shutdown")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import run_checks
+    from .logs import configure_logging
+
+    configure_logging("ERROR", fmt="text")  # the results are the output; the log is for faults
+    return asyncio.run(run_checks())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -98,8 +115,7 @@ def _emulator(args: argparse.Namespace) -> int:
             api_key=args.api_key or None, reply_seconds=args.reply_seconds, faults=faults
         )
         emulator = await GeminiEmulator(options).start(args.host, args.port)
-        print(f"Gemini Live emulator on {emulator.url}", flush=True)
-        print(f"  Vertex path: {emulator.vertex_url}", flush=True)
+        print(emulator_banner(emulator.url, emulator.vertex_url, args.api_key), flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -112,6 +128,28 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def emulator_banner(url: str, vertex_url: str, api_key: str) -> str:
+    """What to paste into the bridge's .env, exactly; the emulator takes any key unless told."""
+    key = api_key or "emulator"
+    demanded = (
+        "It demands that API key." if api_key else "It accepts any API key (--api-key demands one)."
+    )
+    return f"""Gemini Live emulator on {url}
+{demanded} For the bridge, put these lines in its .env:
+
+GEMINI_LIVE_URL={url}
+GEMINI_API_KEY={key}
+
+To call it from your browser with no Twilio account, add these too, run
+`{PROG} serve --port 8080` and open http://localhost:8080/softphone:
+
+PUBLIC_URL=http://localhost:8080
+TWILIO_AUTH_TOKEN=offline
+DEV_SOFTPHONE=true
+
+(The Vertex AI path is {vertex_url}. Ctrl-C stops the emulator.)"""
+
+
 def _dev_phone(args: argparse.Namespace) -> int:
     from .dev_phone import run
 
@@ -120,7 +158,7 @@ def _dev_phone(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bridge", description="A phone bridge between Twilio and Gemini Live."
+        prog=PROG, description="A phone bridge between Twilio and Gemini Live."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -128,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=_serve)
+
+    check = commands.add_parser(
+        "check",
+        help="try what a call needs now: settings, a real Gemini session, Twilio credentials "
+        "and the number's webhook",
+    )
+    check.set_defaults(run=_check)
 
     demo = commands.add_parser("demo", help="run a whole simulated call offline")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -147,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="run the Gemini Live emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=9500)
-    emulator.add_argument("--api-key", default="emulator-key", help="key to expect ('' = any)")
+    emulator.add_argument("--api-key", default="", help="demand this key (default: any key)")
     emulator.add_argument("--reply-seconds", type=float, default=None)
     faults = emulator.add_argument_group("faults, applied to every session (seconds after setup)")
     faults.add_argument("--go-away-after", type=float, help="send goAway, then close 1011")

@@ -1,19 +1,27 @@
 """Settings from the environment and an optional ``.env`` file, checked once at start-up.
 
-Every problem is reported as one line that names the variable, so a bad
-deployment fails before the first call instead of during it.
+Every setting is one row of ``TABLE``: its variable, how its text is read
+(units and bounds), its default and one line of help. ``.env.example`` and the
+README's settings table are generated from the same rows
+(``scripts/settings-docs``), so the three cannot drift apart. Loading reads
+every row and reports every problem at once, one line each naming the
+variable, so a bad deployment fails before the first call instead of during
+it, and is fixed in one pass rather than one restart per typo.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.config import Config
+from dotenv import dotenv_values
+
+from . import config_values as v
 
 DEFAULT_MODEL = "gemini-3.8-live"
 DEFAULT_VOICE = "Kore"
@@ -27,6 +35,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly, concise voice assistant answering a phone call. "
     "Speak naturally, in short sentences, and let the caller interrupt you."
 )
+# What .env.example holds for PUBLIC_URL: a server started with it could never be called.
+PLACEHOLDER_PUBLIC_URL = "https://your-subdomain.ngrok.app"
 
 # Shut down by Google on 2025-12-09: a session would close with 1008 on every call.
 RETIRED_MODELS = frozenset({"gemini-2.0-flash-live-001", "gemini-live-2.5-flash-preview"})
@@ -46,6 +56,383 @@ class ConfigError(Exception):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
         self.name = name
+        self.problem = problem
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one pass; ``str()`` is one line per problem."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        Exception.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.name = errors[0].name
+        self.problem = errors[0].problem
+
+
+def single_errors(error: ConfigError) -> list[ConfigError]:
+    """The single problems in ``error``, whether it holds one or many."""
+    return error.errors if isinstance(error, ConfigErrors) else [error]
+
+
+def error_lines(error: ConfigError) -> list[str]:
+    """One line per problem, whether ``error`` holds one or many."""
+    return [str(e) for e in single_errors(error)]
+
+
+# --- how some settings are read --------------------------------------------------------------
+
+
+def _public_url(value: str) -> str:
+    url = v.Url(("https", "http"))(value.rstrip("/"))
+    parts = urlsplit(url)
+    if parts.path not in ("", "/"):
+        raise ValueError("must be scheme and host only, with no path")
+    if url == PLACEHOLDER_PUBLIC_URL:
+        raise ValueError(
+            "still the placeholder from .env.example: set the https URL Twilio reaches this "
+            "server at (your ngrok or load-balancer URL)"
+        )
+    if parts.scheme == "http" and not v.is_loopback_host(parts.hostname or ""):
+        raise ValueError(
+            "must be https:// (Twilio only opens wss:// streams); http:// is for loopback "
+            "hosts only, for local tests"
+        )
+    return url
+
+
+def _model(value: str) -> str:
+    model = value.removeprefix("models/")
+    if model.rsplit("/", 1)[-1] in RETIRED_MODELS:  # also as a Vertex path
+        raise ValueError(f"{model} was shut down by Google; use {DEFAULT_MODEL}")
+    if not all(c.isalnum() or c in "-._/" for c in model):
+        raise ValueError(f"{model!r} is not a model id")
+    return model
+
+
+def _voice(value: str) -> str:
+    if value not in VOICES:
+        raise ValueError(f"unknown voice {value!r} (names are case-sensitive)")
+    return value
+
+
+def _prompt_file(value: str) -> str:
+    """The prompt itself, read from the file."""
+    try:
+        prompt = Path(value).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror or exc.__class__.__name__}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {value}: not UTF-8 text") from None
+    if not prompt:
+        raise ValueError(f"{value} is empty")
+    return prompt
+
+
+def _tools_file(value: str) -> str:
+    """Raises ConfigError(s) naming TOOLS_FILE for what is wrong inside the file."""
+    from .tools.http_tool import load_http_tools  # it needs ConfigError from here
+
+    load_http_tools(value)
+    return value
+
+
+def _twiml_dir(value: str) -> str:
+    """Raises ConfigError naming TWIML_DIR for what is wrong inside voice.toml."""
+    from .twiml import TwimlSettings  # it needs ConfigError from here
+
+    TwimlSettings.load(value)
+    return value
+
+
+def read_json_file(name: str, path: str) -> Any:
+    """A setting's JSON file; a ConfigError naming ``name`` says where it is broken (line and
+    column, as an editor shows them) or why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise ConfigError(name, f"{path} is not valid JSON: {where}") from None
+    except OSError as exc:
+        raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, f"cannot read {path}: not UTF-8 text") from None
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: how it is read and what the docs say of it."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    section: str
+    attr: str | None = ""  # the Settings field ("" = the name in lower case; None = none)
+    required: str = ""  # when set, unset is an error and this says what it is for
+    shown: str = ""  # the default as the README shows it, when not the value itself
+    example: str | None = None  # what .env.example writes (None: the default)
+    commented: bool = False  # .env.example shows it commented out (unset differs from empty)
+    empty_is_default: bool = True  # False: an empty value means "none", not the default
+
+    @property
+    def field(self) -> str | None:
+        return self.name.lower() if self.attr == "" else self.attr
+
+    def default_text(self) -> str:
+        """The default as written in a .env file."""
+        value = self.default
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, frozenset):
+            return ",".join(sorted(value))
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+
+TWILIO = "Twilio"
+GEMINI = "Gemini"
+ASSISTANT = "The assistant"
+OPERATIONS = "Operations"
+DEVELOPMENT = "Development"
+
+TABLE: tuple[Setting, ...] = (
+    Setting(
+        "PUBLIC_URL", _public_url, None,
+        "The public https URL Twilio reaches this server at (scheme and host only): webhook "
+        "signatures are checked against it and the stream URL is wss://<its host>/voice-stream. "
+        "http:// only for loopback hosts (local tests).",
+        TWILIO, required="the https URL Twilio uses to reach this server",
+        example=PLACEHOLDER_PUBLIC_URL,
+    ),
+    Setting(
+        "TWILIO_AUTH_TOKEN", v.text, None,
+        "Your Twilio account's auth token: it checks the X-Twilio-Signature of every webhook.",
+        TWILIO, required="needed to check Twilio's signatures",
+    ),
+    Setting(
+        "TWILIO_ACCOUNT_SID", v.account_sid, None,
+        "Your account SID: webhooks for other accounts get 403, and the built-in tools "
+        "(Twilio's REST API) and `check` need it.",
+        TWILIO,
+    ),
+    Setting(
+        "STREAM_TOKEN_SECRET", v.text, None,
+        "Key of the single-use stream tokens handed to Twilio in <Parameter>; set it to rotate "
+        "them independently.",
+        TWILIO, shown="the auth token",
+    ),
+    Setting(
+        "TWILIO_PHONE_NUMBER", v.phone_number, None,
+        "Your Twilio number (E.164): `check` verifies that its voice webhook points here, "
+        "`dev-phone` points it at the tunnel.",
+        TWILIO,
+    ),
+    Setting(
+        "NGROK_AUTHTOKEN", v.text, None,
+        "Only for `dev-phone`: your ngrok authtoken.",
+        TWILIO,
+    ),
+    Setting(
+        "GEMINI_API_KEY", v.text, None,
+        "Google AI Studio key, sent in the x-goog-api-key header (never in a URL).",
+        GEMINI,
+    ),
+    Setting(
+        "GOOGLE_CLOUD_PROJECT", v.text, None,
+        "Vertex AI project; used when GEMINI_API_KEY is empty.",
+        GEMINI,
+    ),
+    Setting(
+        "GOOGLE_CLOUD_LOCATION", v.region, "us-central1",
+        "Vertex region of the Live endpoint (us-central1, europe-west4, ...), global, or the "
+        "multi-regions us and eu (hosts as Google's SDK builds them).",
+        GEMINI,
+    ),
+    Setting(
+        "GOOGLE_APPLICATION_CREDENTIALS", v.existing_file, None,
+        "Service-account JSON for Vertex; empty: Application Default Credentials (gcloud auth "
+        "application-default login, GKE workload identity).",
+        GEMINI, shown="ADC",
+    ),
+    Setting(
+        "GEMINI_LIVE_URL", v.Url(("wss", "ws")), None,
+        "A full ws:// or wss:// URL replacing Google's endpoint (the emulator, a proxy, tests); "
+        "auth is sent the same way.",
+        GEMINI, shown="Google's endpoint",
+    ),
+    Setting(
+        "GEMINI_MODEL", _model, DEFAULT_MODEL,
+        "The Live model id (on Vertex also publishers/google/models/<id> or a full "
+        "projects/... path); retired ids (gemini-live-2.5-flash-preview, "
+        "gemini-2.0-flash-live-001) are refused.",
+        GEMINI,
+    ),
+    Setting(
+        "GEMINI_VOICE", _voice, DEFAULT_VOICE,
+        "A prebuilt voice, case-sensitive (Kore, Puck, Charon, Aoede, Zephyr, ...); unknown "
+        "names are refused, because Google fails such a setup silently.",
+        GEMINI,
+    ),
+    Setting(
+        "SYSTEM_PROMPT", v.text, None,
+        "The system instruction, inline (or set SYSTEM_PROMPT_FILE, not both).",
+        GEMINI, shown="a short phone-assistant prompt",
+    ),
+    Setting(
+        "SYSTEM_PROMPT_FILE", _prompt_file, None,
+        "A UTF-8 file holding the system instruction.",
+        GEMINI, attr=None,
+    ),
+    Setting(
+        "GEMINI_SETUP_TIMEOUT", v.Seconds(0.5, 60), 2.5,
+        "Seconds from opening the Gemini socket to setupComplete (0.5-60): at call start, the "
+        "longest a caller waits before the apology.",
+        GEMINI,
+    ),
+    Setting(
+        "GEMINI_RECONNECT_BUDGET", v.Seconds(0.5, 60), 5.0,
+        "Seconds a call may spend restoring a lost Gemini connection (resume with backoff) "
+        "before it starts a fresh session with the conversation so far.",
+        GEMINI,
+    ),
+    Setting(
+        "GEMINI_STALL_TIMEOUT", v.Seconds(1, 120), 6.0,
+        "Seconds after the caller finished with no answer before Gemini is nudged; as long "
+        "again and it is replaced.",
+        GEMINI,
+    ),
+    Setting(
+        "GEMINI_PREWARM", v.flag, True,
+        "Open the Gemini session (and ask for the greeting) when the webhook arrives, while "
+        "Twilio connects the stream.",
+        GEMINI, attr="prewarm",
+    ),
+    Setting(
+        "GEMINI_PREWARM_TTL", v.Seconds(1, 60), 8.0,
+        "Seconds a pre-warmed session waits for its stream before it is closed.",
+        GEMINI, attr="prewarm_ttl",
+    ),
+    Setting(
+        "GREETING", v.text, DEFAULT_GREETING,
+        "What the model is told when a call connects, so it speaks first; set it empty for no "
+        "greeting.",
+        ASSISTANT, shown="a short greet-and-offer-help instruction",
+        example="Greet the caller on behalf of ACME in one short sentence and ask how you can "
+        "help.",
+        commented=True, empty_is_default=False,
+    ),
+    Setting(
+        "BUILTIN_TOOLS", v.Names(BUILTIN_TOOLS), BUILTIN_TOOLS,
+        "Built-in tools: end_call (hang up once the goodbye has played) and transfer_call (to "
+        "TRANSFER_NUMBERS); both need TWILIO_ACCOUNT_SID. Empty: none.",
+        ASSISTANT, empty_is_default=False,
+    ),
+    Setting(
+        "TRANSFER_NUMBERS", v.phone_numbers, (),
+        "Comma-separated E.164 numbers transfer_call may dial; empty: no transfer tool.",
+        ASSISTANT, shown="—",
+    ),
+    Setting(
+        "TOOLS_FILE", _tools_file, None,
+        'A JSON list of HTTP tools: {"name", "description", "parameters" (JSON schema), "url", '
+        '"timeout_s"?, "headers"?}; the bridge POSTs the arguments.',
+        ASSISTANT,
+    ),
+    Setting(
+        "TOOL_TIMEOUT", v.Seconds(0.5, 120), 8.0,
+        "Seconds a tool may run before the model gets an error payload instead.",
+        ASSISTANT,
+    ),
+    Setting(
+        "PERSONAS_FILE", v.existing_file, None,
+        'A JSON map of called number to {"system_prompt", "voice", "greeting", "tools"}: one '
+        "assistant per number.",
+        ASSISTANT,
+    ),
+    Setting(
+        "VAD_START_SENSITIVITY", v.Choice(SENSITIVITIES), "LOW",
+        "How readily Gemini hears the start of speech (HIGH or LOW; LOW: line noise does not "
+        "start a turn).",
+        ASSISTANT, attr=None,
+    ),
+    Setting(
+        "VAD_END_SENSITIVITY", v.Choice(SENSITIVITIES), "LOW",
+        "How readily Gemini hears the end of speech (HIGH or LOW; LOW: a short pause does not "
+        "end a turn).",
+        ASSISTANT, attr=None,
+    ),
+    Setting(
+        "VAD_PREFIX_PADDING_MS", v.Milliseconds(0, 2000), 40,
+        "Milliseconds of speech needed before a turn starts (0-2000).",
+        ASSISTANT, attr=None,
+    ),
+    Setting(
+        "VAD_SILENCE_DURATION_MS", v.Milliseconds(100, 10000), 600,
+        "Milliseconds of silence that end the caller's turn (100-10000): lower answers faster, "
+        "higher cuts people off less.",
+        ASSISTANT, attr=None,
+    ),
+    Setting(
+        "MAX_CONCURRENT_CALLS", v.WholeNumber(1, "calls"), None,
+        "Calls this instance takes at once; beyond it the webhook answers with the busy TwiML "
+        "and /ready is 503. Empty: no limit.",
+        OPERATIONS, shown="no limit",
+    ),
+    Setting(
+        "DRAIN_TIMEOUT", v.Seconds(0, 24 * 3600), 300.0,
+        "On SIGTERM, seconds running calls may go on before they end with a spoken goodbye "
+        "(keep Kubernetes' terminationGracePeriodSeconds above it).",
+        OPERATIONS,
+    ),
+    Setting(
+        "OPERATOR_TOKEN", v.text, None,
+        "Bearer token (or Basic password) for the stats API, /metrics and the dashboard; "
+        "without it they answer loopback clients only.",
+        OPERATIONS,
+    ),
+    Setting(
+        "LOG_LEVEL", v.Choice(("DEBUG", "INFO", "WARNING", "ERROR")), "INFO",
+        "DEBUG, INFO, WARNING or ERROR.",
+        OPERATIONS,
+    ),
+    Setting(
+        "LOG_FORMAT", v.Choice(("json", "text")), "json",
+        "json: one object per line (ts, level, logger, message, the call's call_sid/stream_sid, "
+        "event and data); text for humans.",
+        OPERATIONS,
+    ),
+    Setting(
+        "LOG_TRANSCRIPTS", v.flag, True,
+        "Log each call's transcript as one record when the call ends.",
+        OPERATIONS,
+    ),
+    Setting(
+        "LOG_PROBES", v.flag, False,
+        "Write access-log lines for probes and polls too (/health, /ready, /metrics, the "
+        "stats API the dashboard polls).",
+        OPERATIONS,
+    ),
+    Setting(
+        "TWIML_DIR", _twiml_dir, None,
+        "A folder holding voice.toml (the <Say> voice, the apology, the busy answer, the "
+        "goodbye instruction) to use instead of the one in the package.",
+        OPERATIONS, shown="the package's",
+    ),
+    Setting(
+        "DEV_SOFTPHONE", v.flag, False,
+        "Development only: serve /softphone, a browser page that calls the assistant with your "
+        "microphone (guarded like the stats API).",
+        DEVELOPMENT,
+    ),
+)
+SECTIONS = (TWILIO, GEMINI, ASSISTANT, OPERATIONS, DEVELOPMENT)
+BY_NAME = {setting.name: setting for setting in TABLE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +461,7 @@ class Settings:
     greeting: str = ""
     prewarm: bool = True
     prewarm_ttl: float = 8.0
-    builtin_tools: frozenset[str] = frozenset({"end_call", "transfer_call"})
+    builtin_tools: frozenset[str] = BUILTIN_TOOLS
     transfer_numbers: tuple[str, ...] = ()
     tools_file: str | None = None
     tool_timeout: float = 8.0
@@ -82,6 +469,9 @@ class Settings:
     log_transcripts: bool = True
     dev_softphone: bool = False  # GET /softphone: talk to the assistant from a browser
     vad: dict[str, Any] | None = None  # realtimeInputConfig.automaticActivityDetection
+    twilio_phone_number: str | None = None
+    ngrok_authtoken: str | None = None
+    log_probes: bool = False
 
     @property
     def uses_vertex(self) -> bool:
@@ -98,6 +488,11 @@ class Settings:
         return f"{scheme}://{self.public_host}/voice-stream"
 
     @property
+    def webhook_url(self) -> str:
+        """Where the number's voice webhook must point."""
+        return f"{self.public_url}/api/inbound-call"
+
+    @property
     def status_callback_url(self) -> str:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
         return f"{self.public_url}/api/call-status"
@@ -109,218 +504,93 @@ class Settings:
             self.stream_token_secret,
             self.gemini_api_key,
             self.operator_token,
+            self.ngrok_authtoken,
         ]
         return [v for v in values if v and len(v) >= 4]
 
 
-def _optional(config: Config, name: str) -> str | None:
-    value = config(name, default="")
-    value = value.strip() if isinstance(value, str) else value
-    return value or None
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> dict[str, str]:
+    """The environment over ``env_file`` (read as python-dotenv reads it: ``export`` lines,
+    quotes and inline ``# comments`` as in the shells and tools users already have)."""
+    env = dict(os.environ if environ is None else environ)
+    if env_file is None or not Path(env_file).is_file():
+        return env
+    from_file = {k: val for k, val in dotenv_values(env_file).items() if val is not None}
+    return {**from_file, **env}
 
 
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigError(name, f"must be a {' or '.join(s + '://' for s in schemes)} URL")
-    if parts.query or parts.fragment:
-        raise ConfigError(name, "must not have a query string or fragment")
-    return value
-
-
-def _seconds(config: Config, name: str, default: float, low: float, high: float) -> float:
-    text = _optional(config, name)
-    try:
-        value = float(text) if text is not None else default
-    except ValueError:
-        raise ConfigError(name, "must be a number of seconds") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low:g} and {high:g} seconds")
-    return value
-
-
-def _log_format(config: Config) -> str:
-    fmt = (_optional(config, "LOG_FORMAT") or "json").lower()
-    if fmt not in ("json", "text"):
-        raise ConfigError("LOG_FORMAT", "must be json or text")
-    return fmt
-
-
-def _existing_file(config: Config, name: str) -> str | None:
-    path = _optional(config, name)
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(name, f"file not found: {path}")
-    return path
-
-
-def _flag(config: Config, name: str, default: bool) -> bool:
-    text = _optional(config, name)
-    if text is None:
-        return default
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, "must be true or false")
-
-
-def _phone_number(name: str, number: str) -> str:
-    digits = number.replace(" ", "").replace("-", "")
-    if not (digits.startswith("+") and digits[1:].isdigit() and 8 <= len(digits) <= 16):
-        raise ConfigError(name, f"{number!r} is not an E.164 number such as +14155550100")
-    return digits
-
-
-def _vad(config: Config) -> dict[str, Any]:
+def _vad(values: Mapping[str, Any]) -> dict[str, Any]:
     """Gemini's automatic activity detection, tuned for 8 kHz phone audio by default."""
-    start = (_optional(config, "VAD_START_SENSITIVITY") or "LOW").upper()
-    end = (_optional(config, "VAD_END_SENSITIVITY") or "LOW").upper()
-    for name, value in (("VAD_START_SENSITIVITY", start), ("VAD_END_SENSITIVITY", end)):
-        if value not in SENSITIVITIES:
-            raise ConfigError(name, "must be HIGH or LOW")
-    prefix = _seconds(config, "VAD_PREFIX_PADDING_MS", 40, 0, 2000)
-    silence = _seconds(config, "VAD_SILENCE_DURATION_MS", 600, 100, 10000)
     return {
-        "startOfSpeechSensitivity": f"START_SENSITIVITY_{start}",
-        "endOfSpeechSensitivity": f"END_SENSITIVITY_{end}",
-        "prefixPaddingMs": int(prefix),
-        "silenceDurationMs": int(silence),
+        "startOfSpeechSensitivity": f"START_SENSITIVITY_{values['VAD_START_SENSITIVITY']}",
+        "endOfSpeechSensitivity": f"END_SENSITIVITY_{values['VAD_END_SENSITIVITY']}",
+        "prefixPaddingMs": values["VAD_PREFIX_PADDING_MS"],
+        "silenceDurationMs": values["VAD_SILENCE_DURATION_MS"],
     }
+
+
+def _read_table(env: Mapping[str, str], errors: list[ConfigError]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for setting in TABLE:
+        raw = env.get(setting.name)
+        text = raw.strip() if isinstance(raw, str) else None
+        if text is None or (not text and setting.empty_is_default):
+            if setting.required:
+                errors.append(ConfigError(setting.name, f"not set ({setting.required})"))
+            values[setting.name] = setting.default
+            continue
+        if not text:
+            values[setting.name] = type(setting.default)() if setting.default else ""
+            continue
+        try:
+            values[setting.name] = setting.parse(text)
+        except ValueError as exc:
+            errors.append(ConfigError(setting.name, str(exc)))
+            values[setting.name] = setting.default
+        except ConfigError as exc:  # a file's contents: every problem in it, named
+            errors.extend(single_errors(exc))
+            values[setting.name] = setting.default
+    return values
+
+
+def _cross_checks(values: dict[str, Any], errors: list[ConfigError]) -> None:
+    if values["GEMINI_API_KEY"] is None and values["GOOGLE_CLOUD_PROJECT"] is None:
+        errors.append(
+            ConfigError("GEMINI_API_KEY", "not set (or set GOOGLE_CLOUD_PROJECT to use Vertex AI)")
+        )
+    if values["SYSTEM_PROMPT"] is not None and values["SYSTEM_PROMPT_FILE"] is not None:
+        errors.append(
+            ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
+        )
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
 ) -> Settings:
-    """Read and check every setting; raises ConfigError on the first bad one."""
-    env = dict(os.environ if environ is None else environ)
-    if env_file is not None and not Path(env_file).is_file():
-        env_file = None
-    config = Config(env_file, environ=env)
-
-    public_url = _optional(config, "PUBLIC_URL")
-    if public_url is None:
-        raise ConfigError("PUBLIC_URL", "not set (the https URL Twilio uses to reach this server)")
-    public_url = _check_url("PUBLIC_URL", public_url.rstrip("/"), ("https", "http"))
-    if urlsplit(public_url).path not in ("", "/"):
-        raise ConfigError("PUBLIC_URL", "must be scheme and host only, with no path")
-
-    auth_token = _optional(config, "TWILIO_AUTH_TOKEN")
-    if auth_token is None:
-        raise ConfigError("TWILIO_AUTH_TOKEN", "not set (needed to check Twilio's signatures)")
-    account_sid = _optional(config, "TWILIO_ACCOUNT_SID")
-    if account_sid is not None and not (
-        len(account_sid) == 34 and account_sid.startswith("AC") and account_sid[2:].isalnum()
-    ):
-        raise ConfigError("TWILIO_ACCOUNT_SID", "must be 'AC' followed by 32 hex digits")
-    stream_secret = _optional(config, "STREAM_TOKEN_SECRET") or auth_token
-
-    api_key = _optional(config, "GEMINI_API_KEY")
-    project = _optional(config, "GOOGLE_CLOUD_PROJECT")
-    location = _optional(config, "GOOGLE_CLOUD_LOCATION") or "us-central1"
-    credentials = _optional(config, "GOOGLE_APPLICATION_CREDENTIALS")
-    if api_key is None and project is None:
-        raise ConfigError(
-            "GEMINI_API_KEY", "not set (or set GOOGLE_CLOUD_PROJECT to use Vertex AI)"
-        )
-    if credentials is not None and not Path(credentials).is_file():
-        raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS", "file not found")
-    if not location.replace("-", "").isalnum():
-        raise ConfigError(
-            "GOOGLE_CLOUD_LOCATION", "must be a region such as us-central1, or global"
-        )
-
-    model = _optional(config, "GEMINI_MODEL") or DEFAULT_MODEL
-    model = model.removeprefix("models/")
-    if model in RETIRED_MODELS:
-        raise ConfigError("GEMINI_MODEL", f"{model} was shut down by Google; use {DEFAULT_MODEL}")
-    if not all(c.isalnum() or c in "-._/" for c in model):
-        raise ConfigError("GEMINI_MODEL", "is not a model id")
-    voice = _optional(config, "GEMINI_VOICE") or DEFAULT_VOICE
-    if voice not in VOICES:
-        raise ConfigError("GEMINI_VOICE", f"unknown voice {voice!r} (names are case-sensitive)")
-
-    prompt = _optional(config, "SYSTEM_PROMPT")
-    prompt_file = _optional(config, "SYSTEM_PROMPT_FILE")
-    if prompt is not None and prompt_file is not None:
-        raise ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
-    if prompt_file is not None:
-        try:
-            prompt = Path(prompt_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                "SYSTEM_PROMPT_FILE", f"cannot read: {exc.__class__.__name__}"
-            ) from None
-        if not prompt:
-            raise ConfigError("SYSTEM_PROMPT_FILE", "file is empty")
-
-    live_url = _optional(config, "GEMINI_LIVE_URL")
-    if live_url is not None:
-        _check_url("GEMINI_LIVE_URL", live_url, ("wss", "ws"))
-
-    setup_timeout = _seconds(config, "GEMINI_SETUP_TIMEOUT", 2.5, 0.5, 60)
-    reconnect_budget = _seconds(config, "GEMINI_RECONNECT_BUDGET", 5.0, 0.5, 60)
-    stall_timeout = _seconds(config, "GEMINI_STALL_TIMEOUT", 6.0, 1.0, 120)
-
-    max_calls_text = _optional(config, "MAX_CONCURRENT_CALLS")
-    max_calls = None
-    if max_calls_text is not None:
-        if not (max_calls_text.isdigit() and int(max_calls_text) >= 1):
-            raise ConfigError("MAX_CONCURRENT_CALLS", "must be a whole number of calls, 1 or more")
-        max_calls = int(max_calls_text)
-    drain_timeout = _seconds(config, "DRAIN_TIMEOUT", 300.0, 0, 24 * 3600)
-
-    builtin_text = config("BUILTIN_TOOLS", default="end_call,transfer_call")
-    builtin = frozenset(t.strip() for t in builtin_text.split(",") if t.strip())
-    if not builtin <= BUILTIN_TOOLS:
-        unknown = ", ".join(sorted(builtin - BUILTIN_TOOLS))
-        raise ConfigError(
-            "BUILTIN_TOOLS", f"unknown tool {unknown} (known: end_call, transfer_call)"
-        )
-    transfer = tuple(
-        _phone_number("TRANSFER_NUMBERS", n)
-        for n in (_optional(config, "TRANSFER_NUMBERS") or "").split(",")
-        if n.strip()
+    """Read and check every setting; raises ConfigErrors listing every bad one."""
+    env = read_environment(environ, env_file)
+    errors: list[ConfigError] = []
+    values = _read_table(env, errors)
+    _cross_checks(values, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    fields = {s.field: values[s.name] for s in TABLE if s.field is not None}
+    fields["system_prompt"] = (
+        values["SYSTEM_PROMPT_FILE"] or values["SYSTEM_PROMPT"] or DEFAULT_SYSTEM_PROMPT
     )
+    fields["stream_token_secret"] = values["STREAM_TOKEN_SECRET"] or values["TWILIO_AUTH_TOKEN"]
+    fields["vad"] = _vad(values)
+    settings = Settings(**fields)
+    _check_personas(settings)
+    return settings
 
-    log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
 
-    return Settings(
-        public_url=public_url,
-        twilio_auth_token=auth_token,
-        twilio_account_sid=account_sid,
-        stream_token_secret=stream_secret,
-        gemini_api_key=api_key,
-        google_cloud_project=project,
-        google_cloud_location=location,
-        google_application_credentials=credentials,
-        gemini_model=model,
-        gemini_voice=voice,
-        system_prompt=prompt or DEFAULT_SYSTEM_PROMPT,
-        gemini_live_url=live_url,
-        gemini_setup_timeout=setup_timeout,
-        gemini_reconnect_budget=reconnect_budget,
-        gemini_stall_timeout=stall_timeout,
-        operator_token=_optional(config, "OPERATOR_TOKEN"),
-        log_level=log_level,
-        log_format=_log_format(config),
-        twiml_dir=_optional(config, "TWIML_DIR"),
-        max_concurrent_calls=max_calls,
-        drain_timeout=drain_timeout,
-        greeting=(
-            DEFAULT_GREETING
-            if config("GREETING", default=None) is None
-            else config("GREETING").strip()
-        ),
-        prewarm=_flag(config, "GEMINI_PREWARM", True),
-        prewarm_ttl=_seconds(config, "GEMINI_PREWARM_TTL", 8.0, 1, 60),
-        builtin_tools=builtin,
-        transfer_numbers=transfer,
-        tools_file=_existing_file(config, "TOOLS_FILE"),
-        tool_timeout=_seconds(config, "TOOL_TIMEOUT", 8.0, 0.5, 120),
-        personas_file=_existing_file(config, "PERSONAS_FILE"),
-        log_transcripts=_flag(config, "LOG_TRANSCRIPTS", True),
-        dev_softphone=_flag(config, "DEV_SOFTPHONE", False),
-        vad=_vad(config),
-    )
+def _check_personas(settings: Settings) -> None:
+    """The personas name voices and tools that exist (it needs the other settings)."""
+    if not settings.personas_file:
+        return
+    from .personas import Personas  # it needs Settings from here
+
+    Personas.load(settings)

@@ -1,10 +1,10 @@
-"""``bridge demo``: a whole phone call, offline, with no credentials.
+"""``gemini-phone-bridge demo``: a whole phone call, offline, with no credentials.
 
 The real server, the Gemini emulator and a simulated Twilio caller run on
 loopback. The assistant greets the caller; the caller asks a question, hears
 the answer start, talks over it (a barge-in), hears the second answer out and
-hangs up. What it heard goes to
-a WAV file; the report says how fast and how much.
+hangs up. Both sides go to a stereo WAV file, as a call recording has them
+(the caller left, the assistant right); the report says how fast and how much.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_GREETING
-from .testing.caller import load_speech, write_wav
+from .testing.caller import load_speech, write_call_recording
 from .testing.emulator import EmulatorOptions
 from .testing.harness import loopback_deployment
 
@@ -59,7 +59,7 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
         stats = registry.snapshot()["totals"]
         session = deployment.emulator.sessions[-1] if deployment.emulator.sessions else None
     result = caller.result
-    write_wav(options.out, bytes(result.heard))
+    write_call_recording(options.out, caller=bytes(result.said), assistant=bytes(result.heard))
     report = result.report()
     report.update(
         {
@@ -94,7 +94,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"  Gemini heard                {report['gemini_received_seconds']} s of 16 kHz audio",
         f"  caller heard                {report['heard_voiced_seconds']} s of speech"
         f" in {report['heard_seconds']} s",
-        f"  recording                   {report['wav']}",
+        f"  recording                   {report['wav']} (stereo: caller left, assistant right)",
     ]
     return "\n".join(lines)
 

@@ -19,11 +19,34 @@ call_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.Contex
 )
 
 
-def tag_call(call_sid: str, stream_sid: str) -> None:
-    call_context.set({"call_sid": call_sid, "stream_sid": stream_sid})
+# Probes and polls: a line per request would bury the lines that matter.
+QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/api/calls/stats"})
 
 
-class _Scrub:
+def tag_call(call_sid: str, stream_sid: str = "") -> None:
+    """Every later line of this task (and the tasks it starts) names the call; the webhook
+    tags with the CallSid alone, the stream with both."""
+    context = {"call_sid": call_sid}
+    if stream_sid:
+        context["stream_sid"] = stream_sid
+    call_context.set(context)
+
+
+class QuietProbes(logging.Filter):
+    """Drops uvicorn's access-log lines for probes and polls that succeeded."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 5):
+            return True
+        path, status = str(args[2]).split("?", 1)[0], args[4]
+        return not (path in QUIET_PATHS and isinstance(status, int) and status < 400)
+
+
+class SecretScrub:
+    """Replaces every configured secret in a text; used on log lines and on what the
+    operator endpoints answer (a close reason from Gemini may quote what it was sent)."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is scrubbed whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -41,14 +64,17 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
-        self._scrub = _Scrub(secrets)
+        self._scrub = SecretScrub(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         context = call_context.get()
         if context:
             head, sep, tail = text.partition(": ")
-            text = f"{head}{sep}[{context['call_sid']}/{context['stream_sid']}] {tail}"
+            sids = "/".join(context.values())
+            text = f"{head}{sep}[{sids}] {tail}"
+        if isinstance(data := getattr(record, "data", None), dict):
+            text += " " + json.dumps(data, ensure_ascii=False, default=str)
         return self._scrub(text)
 
 
@@ -58,7 +84,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._scrub = _Scrub(secrets)
+        self._scrub = SecretScrub(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -79,7 +105,9 @@ class JsonFormatter(logging.Formatter):
         return self._scrub(json.dumps(entry, ensure_ascii=False, default=str))
 
 
-def configure_logging(level: str, secrets: Iterable[str] = (), fmt: str = "json") -> None:
+def configure_logging(
+    level: str, secrets: Iterable[str] = (), fmt: str = "json", log_probes: bool = False
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(secrets))
@@ -92,5 +120,12 @@ def configure_logging(level: str, secrets: Iterable[str] = (), fmt: str = "json"
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # websockets logs every handshake failure with the request line; keep it to warnings.
-    logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+    # websockets logs every handshake failure with the request line, the twilio client
+    # every request it makes: keep them to warnings.
+    for name in ("websockets", "twilio.http_client"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    access = logging.getLogger("uvicorn.access")
+    for old_filter in [f for f in access.filters if isinstance(f, QuietProbes)]:
+        access.removeFilter(old_filter)
+    if not log_probes:
+        access.addFilter(QuietProbes())

@@ -6,7 +6,15 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -68,6 +76,43 @@ class FrameMetrics(Collector):
                 histogram.sum,
             )
         yield added
+
+
+class DroppedFrames(Collector):
+    """Model audio the caller never heard, in whole 20 ms frames.
+
+    The bridge learns of it in bytes and milliseconds, so the parts of frames
+    add up here; only whole frames are exported (a frame count is an integer).
+    """
+
+    REASONS = ("cleared", "interrupted")
+
+    def __init__(self) -> None:
+        self._frames = dict.fromkeys(self.REASONS, 0.0)
+
+    def labels(self, reason: str) -> _DroppedCount:
+        return _DroppedCount(self._frames, reason)
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily(
+            "bridge_frames_dropped",
+            "Model audio the caller never heard, in 20 ms frames: 'cleared' from Twilio's buffer "
+            "on a barge-in, 'interrupted' (the rest of an interrupted turn, never sent)",
+            labels=["reason"],
+        )
+        for reason, frames in self._frames.items():
+            dropped.add_metric([reason], int(frames))
+        yield dropped
+
+
+class _DroppedCount:
+    """One reason's count, with the ``inc`` of a prometheus_client child."""
+
+    def __init__(self, frames: dict[str, float], reason: str) -> None:
+        self._frames, self._reason = frames, reason
+
+    def inc(self, frames: float = 1.0) -> None:
+        self._frames[self._reason] += frames
 
 
 class BridgeMetrics:
@@ -161,17 +206,15 @@ class BridgeMetrics:
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
             registry=r,
         )
-        dropped = Counter(
-            "bridge_frames_dropped",
-            "Model audio the caller never heard: 'cleared' from Twilio's buffer on a barge-in, "
-            "'interrupted' (the rest of an interrupted turn, never sent)",
-            ["reason"],
-            registry=r,
-        )
+        dropped = DroppedFrames()
+        r.register(dropped)
         self.frames_cleared = dropped.labels("cleared")
         self.frames_interrupted = dropped.labels("interrupted")
         for outcome in OUTCOMES:
             self.calls.labels(outcome)
+        # The standard process_* (CPU, memory, open files, start time) and python_info series.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

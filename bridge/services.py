@@ -10,6 +10,8 @@ from .calls import CallRegistry
 from .config import Settings
 from .gemini.endpoint import GeminiEndpoint
 from .gemini.protocol import SessionConfig
+from .gemini_watch import GeminiWatch, ProbeResult, probe_configs
+from .logs import SecretScrub
 from .metrics import BridgeMetrics
 from .personas import Persona, Personas
 from .prewarm import Prewarm
@@ -36,6 +38,12 @@ class Services:
     webhook_replays: WebhookReplays = field(default_factory=WebhookReplays)
     registry: CallRegistry = field(default_factory=CallRegistry)
     metrics: BridgeMetrics = field(default_factory=BridgeMetrics)
+    gemini_watch: GeminiWatch = field(init=False)
+    scrub: SecretScrub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gemini_watch = GeminiWatch(self.probe_gemini)
+        self.scrub = SecretScrub(self.settings.secrets())
 
     @classmethod
     def build(
@@ -64,9 +72,25 @@ class Services:
 
     async def drain(self) -> None:
         """Before shutdown: end the calls (see Admission.drain), then drop unclaimed
-        pre-warmed sessions."""
+        pre-warmed sessions and stop probing Gemini."""
         await self.admission.drain(self.settings.drain_timeout)
         await self.prewarm.close()
+        await self.gemini_watch.close()
+
+    def session_configs(self) -> dict[str, SessionConfig]:
+        """Every distinct setup a call may send: the default assistant's, and each persona's."""
+        personas = {"default assistant": self.personas.default, **self.personas.numbers()}
+        configs = {}
+        for label, persona in personas.items():
+            declarations = [tool.declaration() for tool in self.tools_for(persona, None)]
+            configs[label] = self.session_config(persona, declarations)
+        return configs
+
+    async def probe_gemini(self) -> list[ProbeResult]:
+        """Open (and close) one real session per distinct setup."""
+        return await probe_configs(
+            self.endpoint, self.session_configs(), self.settings.gemini_setup_timeout
+        )
 
     def builtin_tools_enabled(self) -> frozenset[str]:
         """end_call and transfer_call change the call through Twilio's REST API: they are

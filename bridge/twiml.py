@@ -1,17 +1,66 @@
-"""TwiML documents, generated with the twilio library from the operator's ``twiml/`` settings."""
+"""TwiML documents, generated with the twilio library from the ``voice.toml`` settings.
+
+The defaults ship inside the package (``twiml_defaults/voice.toml``), so an
+installed wheel answers calls as a checkout does. An operator's ``voice.toml``
+(``TWIML_DIR``, else ``./twiml`` when it has one) is read over them and needs
+only the keys it changes.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from .config import ConfigError
 
-REPO_TWIML_DIR = Path(__file__).resolve().parent.parent / "twiml"
+LOCAL_TWIML_DIR = Path("twiml")  # the working directory's, as .env is
 MAX_PARAMETER_CHARS = 499  # Twilio: name + value under 500 characters
+KEYS: dict[str, Any] = {
+    "say_voice": str,
+    "connect": {"say_before"},
+    "apology": {"text"},
+    "busy": {"reject", "text"},
+    "goodbye": {"instruction"},
+}
+
+
+def packaged_defaults() -> dict[str, Any]:
+    text = resources.files("bridge").joinpath("twiml_defaults/voice.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def override_path(directory: str | Path | None) -> Path | None:
+    """The operator's voice.toml: TWIML_DIR's, else ./twiml's when there is one."""
+    if directory:
+        return Path(directory) / "voice.toml"
+    local = LOCAL_TWIML_DIR / "voice.toml"
+    return local if local.is_file() else None
+
+
+def _unknown_keys(data: dict[str, Any]) -> list[str]:
+    unknown = []
+    for key, value in data.items():
+        known = KEYS.get(key)
+        if known is None:
+            unknown.append(key)
+        elif isinstance(known, set) and isinstance(value, dict):
+            unknown += [f"{key}.{sub}" for sub in value if sub not in known]
+    return unknown
+
+
+def _merged(defaults: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +71,29 @@ class TwimlSettings:
     busy_reject: str  # "busy" | "rejected" | "" (speak busy_text instead)
     busy_text: str
     goodbye_instruction: str
+    source: str = "the package's voice.toml"  # which file, for the start-up summary
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> TwimlSettings:
-        """Read ``voice.toml``; a missing or bad file is a start-up error naming TWIML_DIR."""
-        path = Path(directory or REPO_TWIML_DIR) / "voice.toml"
+        """The packaged defaults, with the operator's ``voice.toml`` over them; a missing or
+        bad file is a start-up error naming TWIML_DIR."""
+        path = override_path(directory)
+        data = packaged_defaults()
+        if path is None:
+            return cls._from(data, "the package's voice.toml")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            override = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError("TWIML_DIR", f"cannot read {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("TWIML_DIR", f"{path} is not valid TOML: {exc}") from None
+        if unknown := _unknown_keys(override):
+            raise ConfigError("TWIML_DIR", f"{path}: unknown key {', '.join(unknown)}")
+        return cls._from(_merged(data, override), str(path))
+
+    @classmethod
+    def _from(cls, data: dict[str, Any], path: str) -> TwimlSettings:
+        try:
             busy = data.get("busy", {})
             settings = cls(
                 say_voice=str(data.get("say_voice", "")),
@@ -37,13 +102,10 @@ class TwimlSettings:
                 busy_reject=str(busy.get("reject", "busy")).strip(),
                 busy_text=str(busy.get("text", "")).strip(),
                 goodbye_instruction=str(data["goodbye"]["instruction"]).strip(),
+                source=path,
             )
-        except OSError:
-            raise ConfigError("TWIML_DIR", f"cannot read {path}") from None
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(
-                "TWIML_DIR", f"{path} is invalid ({exc.__class__.__name__})"
-            ) from None
+        except (KeyError, TypeError, AttributeError):
+            raise ConfigError("TWIML_DIR", f"{path}: a table or key has the wrong type") from None
         if settings.busy_reject not in ("busy", "rejected", ""):
             raise ConfigError("TWIML_DIR", f"{path}: [busy] reject must be busy, rejected or empty")
         if not settings.busy_reject and not settings.busy_text:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 
 from bridge.audio import pcm16_to_ulaw
+from bridge.logs import JsonFormatter
 from bridge.turn_state import TurnState
 
 VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
@@ -39,3 +47,22 @@ def one_character_off(text: str, chars: str) -> st.SearchStrategy[str]:
         st.sampled_from(chars),
         st.booleans(),
     )
+
+
+@contextlib.contextmanager
+def json_log_lines(level: int = logging.INFO) -> Iterator[list[dict[str, Any]]]:
+    """The JSON log lines written while inside, as the production formatter writes them
+    (formatted at once, so each line carries the call it was logged in); parsed on exit."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter([]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous, root.level = root.level, level
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        lines.extend(json.loads(line) for line in stream.getvalue().splitlines())

@@ -12,9 +12,11 @@ import sys
 import time
 import urllib.request
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import pytest
 
 from bridge.audio import resample
@@ -23,6 +25,7 @@ from bridge.gemini.protocol import SessionConfig
 from bridge.gemini.session import GeminiSession, GeminiSetupError
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 CLEAN_ENV = {
     k: v
     for k, v in os.environ.items()
@@ -43,31 +46,44 @@ def bridge(
     )
 
 
-def test_help_lists_the_commands() -> None:
-    result = bridge("--help")
-    assert result.returncode == 0
-    for command in ("serve", "demo", "emulator"):
-        assert command in result.stdout
+def test_the_console_command_is_gemini_phone_bridge_and_python_m_bridge_works_too() -> None:
+    """``bridge`` is iproute2's command on Debian and Ubuntu: ours has a name of its own."""
+    script = Path(sys.executable).parent / "gemini-phone-bridge"
+    for command in ([str(script)], [sys.executable, "-m", "bridge"]):
+        result = subprocess.run(
+            [*command, "--help"], capture_output=True, text=True, timeout=30, env=CLEAN_ENV
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: gemini-phone-bridge ")
+        for name in ("serve", "check", "demo", "emulator", "dev-phone"):
+            assert name in result.stdout
 
 
-def test_serve_with_a_bad_setting_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+def test_serve_reports_every_bad_setting_at_once_one_line_each(tmp_path: Path) -> None:
     result = bridge("serve", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "bridge: configuration error: PUBLIC_URL: not set (the https URL Twilio uses to reach this server)"
+    assert result.stderr.splitlines() == [
+        "gemini-phone-bridge: configuration error: PUBLIC_URL: not set (the https URL Twilio uses to reach this server)",
+        "gemini-phone-bridge: configuration error: TWILIO_AUTH_TOKEN: not set (needed to check Twilio's signatures)",
+        "gemini-phone-bridge: configuration error: GEMINI_API_KEY: not set (or set GOOGLE_CLOUD_PROJECT to use Vertex AI)",
+    ]
+    (tmp_path / ".env").write_text(
+        "export PUBLIC_URL=http://bridge.example.com  # a typo: http\n"
+        "TWILIO_AUTH_TOKEN=t\n"
+        "GEMINI_API_KEY=AIza-very-secret\n"
+        "GEMINI_VOICE=nobody\n"
+        "VAD_SILENCE_DURATION_MS=0.5\n"
+        f"SYSTEM_PROMPT_FILE={tmp_path / 'prompt.txt'}\n"
     )
-    result = bridge(
-        "serve",
-        cwd=tmp_path,
-        env={
-            "PUBLIC_URL": "https://x.example",
-            "TWILIO_AUTH_TOKEN": "t",
-            "GEMINI_API_KEY": "AIza-very-secret",
-            "GEMINI_VOICE": "nobody",
-        },
-    )
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "GEMINI_VOICE" in result.stderr and "AIza-very-secret" not in result.stderr
+    result = bridge("serve", cwd=tmp_path)
+    assert result.returncode == 2 and "AIza-very-secret" not in result.stderr
+    assert [line.split(": ")[2] for line in result.stderr.splitlines()] == [
+        "PUBLIC_URL",
+        "GEMINI_VOICE",
+        "SYSTEM_PROMPT_FILE",
+        "VAD_SILENCE_DURATION_MS",
+    ]
+    assert "Traceback" not in result.stderr
 
 
 def free_port() -> int:
@@ -89,19 +105,12 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+    def health() -> object:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return json.loads(response.read())
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/health", timeout=1
-                ) as response:
-                    assert json.loads(response.read()) == {"status": "ok"}
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        assert wait_until_up(process, health) == {"status": "ok"}
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
@@ -125,18 +134,27 @@ def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
     assert report["first_audio_ms"] < 2000  # the assistant speaks first
     assert 0 < report["greeting_ms"] < 2000
     assert report["bridge_totals"]["completed"] == 1
-    with wave.open(str(wav)) as heard:
-        assert heard.getframerate() == 8000 and heard.getnframes() / 8000 == pytest.approx(
-            report["heard_seconds"], abs=0.05
-        )
+    # Both sides, as a call recording: caller left, assistant right, aligned in time.
+    with wave.open(str(wav)) as recording:
+        assert recording.getframerate() == 8000 and recording.getnchannels() == 2
+        assert recording.getnframes() / 8000 == pytest.approx(report["heard_seconds"], abs=0.05)
+        samples = np.frombuffer(recording.readframes(recording.getnframes()), "<i2")
+    blocks = samples.reshape(-1, 160, 2).astype(np.float64)
+    rms = np.sqrt((blocks**2).mean(axis=1))  # per 20 ms, per side
+    caller, assistant = rms[:, 0] > 300, rms[:, 1] > 300
+    assert caller.sum() * 0.02 > 3 and assistant.sum() * 0.02 > 2  # the question; two 2 s answers
+    assert (caller & assistant).sum() < 5  # no barge-in: one side speaks at a time
+    first_question = int(np.argmax(caller))
+    assert assistant[:first_question].any()  # the greeting came first
+    answer = int(np.argmax(assistant[first_question:])) + first_question
+    assert 0.5 < (answer - np.flatnonzero(caller)[-1]) * 0.02 < 1.5  # the turn latency
 
 
 @contextlib.contextmanager
-def emulator_process(*flags: str) -> Iterator[str]:
-    """``python -m bridge emulator`` on a free port; yields the URL it prints."""
-    port = free_port()
+def emulator_banner(*flags: str) -> Iterator[list[str]]:
+    """``python -m bridge emulator`` on a free port; yields the lines of its banner."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "emulator", "--port", str(port), *flags],
+        [sys.executable, "-m", "bridge", "emulator", "--port", str(free_port()), *flags],
         env=CLEAN_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -144,12 +162,35 @@ def emulator_process(*flags: str) -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        url = process.stdout.readline().split(" on ", 1)[1].strip()
-        assert url.startswith(f"ws://127.0.0.1:{port}/ws/")
-        yield url
+        lines = []
+        while not (line := process.stdout.readline()).startswith("(The Vertex AI path"):
+            assert line, "the emulator stopped before its banner ended"
+            lines.append(line.rstrip("\n"))
+        yield lines
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def emulator_process(*flags: str) -> Iterator[str]:
+    """The emulator alone; yields the URL it prints first."""
+    with emulator_banner(*flags) as lines:
+        url = lines[0].split(" on ", 1)[1].strip()
+        assert url.startswith("ws://127.0.0.1:") and "/ws/" in url
+        yield url
+
+
+def wait_until_up(process: subprocess.Popen[str], probe: Callable[[], T], within: float = 20) -> T:
+    """``probe()``'s answer once the server ``process`` answers at all."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return probe()
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.1)
 
 
 async def open_emulated_session(url: str, key: str) -> GeminiSession:

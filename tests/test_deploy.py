@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -67,6 +68,9 @@ def test_deployment_probes_ports_env_and_grace_match_the_app() -> None:
     assert set(env) <= settings
     secret = docs["Secret"]["stringData"]
     assert set(secret) <= settings and "TWILIO_AUTH_TOKEN" in secret
+    # Nothing account-specific is written into the Deployment itself.
+    assert not {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "GEMINI_API_KEY"} & set(env)
+    assert "TWILIO_ACCOUNT_SID" in secret
     # Calls must be drained (DRAIN_TIMEOUT) and said goodbye to before the pod is killed.
     assert pod["terminationGracePeriodSeconds"] > float(env["DRAIN_TIMEOUT"]) + 30
     assert "SIGTERM" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
@@ -107,7 +111,42 @@ def test_prometheus_and_grafana_use_the_products_metrics() -> None:
 
 def test_dockerfile_runs_the_documented_command_as_non_root_with_a_healthcheck() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
-    assert 'CMD ["python", "-m", "bridge", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
+    assert 'CMD ["gemini-phone-bridge", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
     assert re.search(r"^USER bridge$", text, re.M)
     assert "HEALTHCHECK" in text and "/health" in text
     assert "FROM python:3.11-slim" in text
+
+
+def test_dockerignore_keeps_the_venv_the_env_file_and_git_out_of_the_build_context() -> None:
+    """What ``docker build .`` sends: the files .dockerignore lets through, as Docker reads
+    it (patterns in order, the last match wins, ``!`` lets a path back in)."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def sent(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negated, glob = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+            parts = path.split("/")
+            hit = any(
+                fnmatch.fnmatch("/".join(parts[:n]), glob.removeprefix("**/"))
+                or (glob.startswith("**/") and fnmatch.fnmatch(parts[n - 1], glob[3:]))
+                for n in range(1, len(parts) + 1)
+            )
+            if hit:
+                keep = negated
+        return keep
+
+    for path in (".venv/bin/python", ".env", ".git/config", ".venv-3.13/x", "demo-call.wav"):
+        assert not sent(path), path
+    for path in ("pyproject.toml", "setup.py", "README.md", "bridge/app.py", "twiml/voice.toml",
+                 "bridge/pages/dashboard.html", "bridge/twiml_defaults/voice.toml"):
+        assert sent(path), path
+    # Everything the Dockerfile copies is sent.
+    copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    for sources in copied:
+        for source in sources.split():
+            assert sent(source), source

@@ -34,3 +34,16 @@ def test_per_frame_counts_and_latencies_are_exported_as_prometheus_would() -> No
         if s.name.endswith("_sum") and s.labels["direction"] == "caller_to_gemini"
     ]
     assert abs(total[0] - 0.50445) < 1e-9
+
+
+def test_dropped_frames_are_whole_frames_and_the_process_series_are_there() -> None:
+    metrics = BridgeMetrics()
+    metrics.frames_cleared.inc(12.5)  # what was queued at Twilio: 250 ms
+    metrics.frames_cleared.inc(0.75)
+    metrics.frames_interrupted.inc(480 / 3 / 160 * 2.5)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    dropped = {s.labels["reason"]: s.value for s in families["bridge_frames_dropped"].samples if s.name.endswith("_total")}
+    assert dropped == {"cleared": 13, "interrupted": 2}
+    assert "bridge_frames_dropped_total{reason=\"cleared\"} 13.0" in metrics.render().decode()
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds", "process_start_time_seconds"):
+        assert families[name].samples[0].value > 0

@@ -1,6 +1,6 @@
 """The benchmark: what the bridge adds to a call, measured at the wire, against a bare relay.
 
-Three kinds of process, as in production: the server (``bridge serve``, or the
+Three kinds of process, as in production: the server (``gemini-phone-bridge serve``, or the
 bare relay in ``relay.py``), the Gemini emulator in echo mode, and the callers
 (``bench_callers.py``). Every timestamp is ``time.monotonic()``, one clock for
 all processes on Linux. For caller frame k:

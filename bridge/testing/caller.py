@@ -76,13 +76,17 @@ def frame_rms(ulaw: bytes) -> float:
     return float(np.sqrt(np.mean(pcm * pcm))) if len(pcm) else 0.0
 
 
-def write_wav(path: str | Path, ulaw: bytes) -> None:
-    """What the caller heard, as 8 kHz 16-bit PCM WAV."""
+def write_call_recording(path: str | Path, caller: bytes, assistant: bytes) -> None:
+    """Both sides as a call recording has them: 8 kHz stereo WAV, the caller on the left,
+    the assistant (what the caller heard) on the right, sample for sample in time."""
+    length = max(len(caller), len(assistant))
+    left = np.frombuffer(ulaw_to_pcm16(caller.ljust(length, bytes([ULAW_SILENCE]))), "<i2")
+    right = np.frombuffer(ulaw_to_pcm16(assistant.ljust(length, bytes([ULAW_SILENCE]))), "<i2")
     with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
+        wav.setnchannels(2)
         wav.setsampwidth(2)
         wav.setframerate(8000)
-        wav.writeframes(ulaw_to_pcm16(ulaw))
+        wav.writeframes(np.column_stack((left, right)).astype("<i2").tobytes())
 
 
 class WebhookRefused(Exception):
@@ -108,6 +112,7 @@ class CallResult:
     media_received: list[float] = field(default_factory=list)  # arrival time of each 20 ms frame
     media_messages: int = 0  # media events, each carrying one or more frames
     heard: bytearray = field(default_factory=bytearray)  # the playback, 20 ms per tick
+    said: bytearray = field(default_factory=bytearray)  # what the caller sent, 20 ms per tick
     heard_voiced_at: list[float] = field(default_factory=list)  # play time of voiced frames
     frames_sent: int = 0
     clears: list[float] = field(default_factory=list)
@@ -350,6 +355,7 @@ class SimulatedCaller:
                 )
             )
             result.frames_sent += 1
+            result.said += frame
             self._play_one()
             await self._echo_played_marks()
             tick += FRAME_S

@@ -1,6 +1,6 @@
 """A Gemini Live emulator: a real WebSocket server speaking BidiGenerateContent.
 
-It is what ``bridge demo`` and the end-to-end tests talk to instead of Google,
+It is what ``gemini-phone-bridge demo`` and the end-to-end tests talk to instead of Google,
 and it is as strict as Google where a bridge can go wrong: the key must be
 right, ``setup`` must come first and hold only fields Live knows (else close
 1007, as Google does), the model must exist (else 1008). It hears the caller
@@ -58,6 +58,7 @@ AI_STUDIO_PATHS = frozenset(
     f"/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
     for v in ("v1beta", "v1alpha")
 )
+AI_STUDIO_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 VERTEX_PATHS = frozenset(
     f"/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent" for v in ("v1beta1", "v1")
 )
@@ -537,8 +538,8 @@ class GeminiEmulator:
 
     @property
     def url(self) -> str:
-        """The AI Studio endpoint on this emulator."""
-        return f"ws://{self.host}:{self.port}" + sorted(AI_STUDIO_PATHS)[0]
+        """The AI Studio endpoint on this emulator (v1beta, as Google's default)."""
+        return f"ws://{self.host}:{self.port}" + AI_STUDIO_PATH
 
     @property
     def vertex_url(self) -> str:

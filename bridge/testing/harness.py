@@ -1,6 +1,6 @@
 """The whole product on loopback: the Gemini emulator and the real server under uvicorn.
 
-``bridge demo`` and the end-to-end tests both use it, so what the tests prove
+``gemini-phone-bridge demo`` and the end-to-end tests both use it, so what the tests prove
 is what the demo shows. Nothing here is faked below the sockets: the server is
 the production app, configured by environment-style settings, reached over
 real TCP on ephemeral ports.
@@ -62,7 +62,7 @@ async def serve_app(
         log_level="warning",
         ws="websockets-sansio",
         ws_max_size=128 * 1024,
-        lifespan="off",
+        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
         access_log=False,
     )
     server = DrainingServer(config, drain or _nothing_to_drain, freeze_startup_objects=False)

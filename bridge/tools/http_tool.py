@@ -15,15 +15,16 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ConfigError
+from ..config import ConfigError, ConfigErrors, read_json_file
 from .base import ToolError
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_ANSWER_BYTES = 64 * 1024
+SETTING = "TOOLS_FILE"
+FIELDS = ("name", "description", "parameters", "url", "timeout_s", "headers")
 
 
 @dataclass(frozen=True)
@@ -73,44 +74,61 @@ class HttpTool:
 
 
 def load_http_tools(path: str) -> list[HttpTool]:
-    """Read and check ``TOOLS_FILE``; a bad file is a start-up error naming the variable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError("TOOLS_FILE", f"cannot read {path} ({exc.__class__.__name__})") from None
+    """Read and check ``TOOLS_FILE``; a bad file is a start-up error naming the variable,
+    with every problem in it (one line each)."""
+    data = read_json_file(SETTING, path)
     if not isinstance(data, list):
-        raise ConfigError("TOOLS_FILE", "must hold a JSON list of tools")
-    tools = []
+        raise ConfigError(SETTING, f"{path} must hold a JSON list of tools")
+    tools: list[HttpTool] = []
+    problems: list[str] = []
     for i, entry in enumerate(data):
-        where = f"tool {i + 1}"
-        if not isinstance(entry, dict):
-            raise ConfigError("TOOLS_FILE", f"{where} is not an object")
-        name, url = entry.get("name"), entry.get("url")
-        if not isinstance(name, str) or not NAME.match(name):
-            raise ConfigError("TOOLS_FILE", f"{where}: name must be letters, digits and _")
-        if name in ("end_call", "transfer_call") or name in (t.name for t in tools):
-            raise ConfigError("TOOLS_FILE", f"{where}: the name {name} is already taken")
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError("TOOLS_FILE", f"{name}: url must be http(s)")
-        params = entry.get("parameters", {"type": "object", "properties": {}})
-        if not isinstance(params, dict) or params.get("type") != "object":
-            raise ConfigError(
-                "TOOLS_FILE", f"{name}: parameters must be a JSON schema of type object"
-            )
-        timeout = entry.get("timeout_s")
-        if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout <= 120):
-            raise ConfigError("TOOLS_FILE", f"{name}: timeout_s must be 0-120 seconds")
-        headers = entry.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise ConfigError("TOOLS_FILE", f"{name}: headers must map names to strings")
-        tools.append(
-            HttpTool(
-                name=name,
-                description=str(entry.get("description", "")),
-                parameters=params,
-                url=url,
-                timeout_s=float(timeout) if timeout is not None else None,
-                headers=headers,
-            )
-        )
+        tool = _tool(f"tool {i + 1}", entry, {t.name for t in tools}, problems)
+        if tool is not None:
+            tools.append(tool)
+    if problems:
+        errors = [ConfigError(SETTING, problem) for problem in problems]
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     return tools
+
+
+def _tool(where: str, entry: Any, taken: set[str], problems: list[str]) -> HttpTool | None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where} is not an object")
+        return None
+    found = len(problems)
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        problems.append(f"{where}: name must be letters, digits and _ (at most 64)")
+    elif name in ("end_call", "transfer_call") or name in taken:
+        problems.append(f"{where}: the name {name} is already taken")
+    else:
+        where = name
+    for key in entry:
+        if key not in FIELDS:
+            problems.append(f"{where}: unknown field {key!r} (known: {', '.join(FIELDS)})")
+    url = entry.get("url")
+    if url is None:
+        problems.append(f"{where}: url is missing (the http(s) endpoint the bridge POSTs to)")
+    elif not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        problems.append(f"{where}: url {url!r} is not an http:// or https:// URL")
+    params = entry.get("parameters", {"type": "object", "properties": {}})
+    if not isinstance(params, dict) or params.get("type") != "object":
+        problems.append(f"{where}: parameters must be a JSON schema of type object")
+    timeout = entry.get("timeout_s")
+    if timeout is not None and not (
+        isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout <= 120
+    ):
+        problems.append(f"{where}: timeout_s must be 0-120 seconds")
+    headers = entry.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(h, str) for h in headers.values()):
+        problems.append(f"{where}: headers must map names to strings")
+    if len(problems) > found:
+        return None
+    return HttpTool(
+        name=name,
+        description=str(entry.get("description", "")),
+        parameters=params,
+        url=url,
+        timeout_s=float(timeout) if timeout is not None else None,
+        headers=headers,
+    )

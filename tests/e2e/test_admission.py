@@ -51,6 +51,41 @@ def test_over_capacity_calls_get_busy_and_ready_says_503() -> None:
     run(scenario())
 
 
+def test_ready_says_gemini_is_failing_after_every_recent_call_failed_and_recovers_by_itself() -> None:
+    async def scenario() -> None:
+        options = EmulatorOptions(faults=FaultPlan(refuse_setup=True))  # Gemini is down
+        async with loopback_deployment(options) as d:
+            d.services.gemini_watch.reprobe_interval_s = 0.3
+            assert (await aget(d, "/ready"))[0] == 200
+            for _ in range(3):
+                assert (await aget(d, "/ready"))[0] == 200  # one or two failures: not yet
+                caller = d.caller()
+                async with caller.dial() as call:
+                    await call.wait_closed(timeout=5)
+                assert caller.result.close_code == 1011  # the apology
+            await until(lambda: d.services.registry.active_count == 0)
+            status, body = await aget(d, "/ready")
+            assert status == 503
+            ready = json.loads(body)
+            assert ready["status"] == "gemini_failing"
+            assert ready["detail"] == "the last 3 Gemini session setups failed"
+            assert "The service is currently unavailable" in ready["last_error"]
+            # An unready pod gets no calls: its own probes find out when Gemini is back.
+            sessions = len(d.emulator.sessions)
+            await asyncio.sleep(0.8)
+            assert (await aget(d, "/ready"))[0] == 503
+            assert len(d.emulator.sessions) > sessions
+            options.faults = None  # Gemini recovers
+            await until(lambda: not d.services.gemini_watch.health.failing, timeout=3)
+            assert await aget(d, "/ready") == (200, '{"status":"ready"}')
+            caller = d.caller()
+            async with caller.dial() as call:
+                await call.say(SHORT)
+                await call.wait_for_answer(timeout=10)
+
+    run(scenario())
+
+
 def _signature(d: object, caller: SimulatedCaller) -> str:
     from twilio.request_validator import RequestValidator
 
@@ -215,7 +250,8 @@ def test_sigterm_drains_a_real_server_process() -> None:
                     await call.wait_closed(timeout=15)
                 assert caller.result.close_code == 1000 and caller.result.close_reason == "goodbye"
                 assert caller.result.heard_voiced_at  # the goodbye
-                assert emulator.sessions[0].client_turns  # asked for by the drain
+                (session,) = [s for s in emulator.sessions if s.audio_in]  # not serve's probe
+                assert session.client_turns  # asked for by the drain
                 exit_code = await asyncio.to_thread(process.wait, 15)
                 assert exit_code in (0, -signal.SIGTERM)
             finally:

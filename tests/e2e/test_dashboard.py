@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import re
 import urllib.error
 import urllib.request
 
 import pytest
 
 from bridge.testing.browser import headless_chromium
-from bridge.testing.caller import load_speech
-from bridge.testing.emulator import EmulatorOptions
-from bridge.testing.harness import loopback_deployment
+from bridge.testing.caller import SimulatedCaller, load_speech
+from bridge.testing.emulator import EmulatorOptions, FaultPlan
+from bridge.testing.harness import Deployment, loopback_deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +52,67 @@ def test_dashboard_shows_a_live_call_and_keeps_updating() -> None:
                 "document.getElementById('t-completed').textContent === '1'", timeout=10
             )
             assert "no calls" in await page.evaluate("document.getElementById('calls').innerText")
+            assert not [line for line in page.console if "error" in line.lower()]
+
+    asyncio.run(scenario())
+
+
+def softphone_call(d: Deployment) -> SimulatedCaller:
+    """A call as the softphone page makes it: POST /softphone/call, then its stream."""
+    request = urllib.request.Request(
+        f"{d.public_url}/softphone/call",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        started = json.loads(response.read())
+    caller = d.caller(call_sid=started["callSid"], from_number="softphone", to_number="")
+    caller.stream_url = d.settings.stream_url
+    caller.parameters = started["parameters"]
+    return caller
+
+
+def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_ended() -> None:
+    async def scenario() -> None:
+        faults = {0: FaultPlan(refuse_setup=True)}  # the first call's Gemini session fails
+        options = EmulatorOptions(reply_seconds=1.0, faults_by_connection=faults)
+        env = {"DEV_SOFTPHONE": "1", "MAX_CONCURRENT_CALLS": "4"}
+        async with (
+            loopback_deployment(options, env=env) as d,
+            headless_chromium(f"{d.public_url}/dashboard") as page,
+        ):
+            await page.wait_for("Number(document.getElementById('status').dataset.polls) >= 1")
+            text = await page.evaluate("document.getElementById('about').innerText")
+            assert re.fullmatch(r"version \S+ · up \d+ s", text), text
+            assert "–" not in text
+            assert await page.evaluate("document.getElementById('p-capacity').textContent") == "0 / 4"
+
+            failed = d.caller(to_number="+14155550100")
+            async with failed.dial() as call:
+                await call.wait_closed(timeout=5)
+            recent = f"document.querySelector('#recent tr[data-call-sid=\"{failed.call_sid}\"]')"
+            line = await page.wait_for(f"{recent} && {recent}.innerText", timeout=5)
+            assert "+14155550100" in line and "gemini unavailable" in line
+            assert "Gemini did not open: " in line and "The service is currently unavailable" in line
+
+            caller = await asyncio.to_thread(softphone_call, d)
+            async with caller.dial() as call:
+                await call.say(SHORT)
+                await call.wait_for_answer(timeout=10)
+                row = f"document.querySelector('#calls tr[data-call-sid=\"{caller.call_sid}\"]')"
+                await page.wait_for(f"{row} && {row}.innerText.includes('Thanks for calling')")
+                assert await page.evaluate(f"{row}.cells[1].textContent") == "softphone"
+                said = await page.evaluate(
+                    f"[...{row}.querySelectorAll('.transcript div')].map(d => d.className + ' ' + d.textContent)"
+                )
+                assert said[0].startswith("caller ☎ (caller spoke for")
+                assert said[1].startswith("assistant ✦ Thanks for calling")
+                assert await page.evaluate("document.getElementById('p-capacity').textContent") == "1 / 4"
+            recent = f"document.querySelector('#recent tr[data-call-sid=\"{caller.call_sid}\"]')"
+            line = await page.wait_for(f"{recent} && {recent}.innerText", timeout=5)
+            assert "softphone" in line and "completed" in line
+            assert await page.evaluate("document.querySelectorAll('#recent tr').length") == 2
             assert not [line for line in page.console if "error" in line.lower()]
 
     asyncio.run(scenario())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from bridge.testing.emulator import EmulatorOptions, FaultPlan, ScriptedToolCall
 from bridge.testing.harness import loopback_deployment, serve_app
 from bridge.testing.twilio_rest import TwilioRestFake
 
+from ..fakes import json_log_lines
 from .test_calls import SHORT, aget, run, until
 
 pytestmark = pytest.mark.e2e
@@ -297,11 +297,11 @@ def test_keypad_digits_reach_the_model_as_text() -> None:
     run(scenario())
 
 
-def test_transcripts_in_stats_and_one_log_record_per_call(caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> None:
+def test_transcripts_in_stats_and_one_log_record_per_call() -> None:
+    async def scenario() -> list[dict]:
         async with loopback_deployment(EmulatorOptions(reply_seconds=1.0)) as d:
             caller = d.caller()
-            with caplog.at_level(logging.INFO, logger="bridge.call_bridge"):
+            with json_log_lines() as lines:
                 async with caller.dial() as call:
                     await call.say(SHORT)
                     await call.wait_for_answer(timeout=10)
@@ -314,12 +314,13 @@ def test_transcripts_in_stats_and_one_log_record_per_call(caplog: pytest.LogCapt
                     ]
                     assert live["transcript_tail"][1]["text"].startswith("Thanks for calling")
                 await until(lambda: d.services.registry.active_count == 0)
-            records = [r.getMessage() for r in caplog.records if "transcript {" in r.getMessage()]
-            assert len(records) == 1
-            logged = json.loads(records[0].split("transcript ", 1)[1])
-            assert logged["call_sid"] == caller.call_sid and len(logged["turns"]) == 2
+            return [{**line, "expected_sid": caller.call_sid} for line in lines]
 
-    run(scenario())
+    lines = run(scenario())
+    (logged,) = [line for line in lines if line.get("event") == "transcript"]
+    # The transcript is in the record once (its data), not again in its message.
+    assert json.dumps(logged).count("Thanks for calling") == 1
+    assert logged["call_sid"] == logged["expected_sid"] and len(logged["data"]["turns"]) == 2
 
 
 def test_personas_by_called_number_and_vad_settings(tmp_path: Path) -> None:

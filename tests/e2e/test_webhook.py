@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,6 +13,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from bridge.testing.harness import Deployment, loopback_deployment
+
+from ..fakes import json_log_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +159,58 @@ def test_a_nonsense_content_length_is_refused_not_a_server_error() -> None:
             assert await asyncio.to_thread(send) in (400, 413)
 
     asyncio.run(scenario())
+
+
+def test_a_refused_signature_says_what_was_checked_and_what_to_fix() -> None:
+    """A wrong PUBLIC_URL and a wrong auth token used to log the same line."""
+
+    def send(d: Deployment, host: str, signed_url: str, token: str | None) -> int:
+        params = {**GOOD, "CallSid": "CA" + secrets.token_hex(16)}
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Host": host}
+        if token is not None:
+            headers["X-Twilio-Signature"] = RequestValidator(token).compute_signature(
+                signed_url, params
+            )
+        request = urllib.request.Request(
+            d.public_url + "/api/inbound-call",
+            data=urllib.parse.urlencode(params).encode(),
+            headers=headers,
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async def scenario() -> list[dict]:
+        async with loopback_deployment(env={"GEMINI_PREWARM_TTL": "1"}) as d:
+            port = d.public_url.rsplit(":", 1)[1]
+            checked = f"{d.public_url}/api/inbound-call"
+            token = d.settings.twilio_auth_token
+            ngrok = f"other.ngrok.app:{port}"
+            with json_log_lines() as lines:
+                # Twilio called another host than PUBLIC_URL's (and signed that URL).
+                signed = f"http://{ngrok}/api/inbound-call"
+                assert await asyncio.to_thread(send, d, ngrok, signed, token) == 403
+                # PUBLIC_URL is right, the auth token is another account's.
+                host = d.settings.public_host
+                assert await asyncio.to_thread(send, d, host, checked, "another-token") == 403
+                assert await asyncio.to_thread(send, d, host, checked, None) == 403
+                # An answered call whose stream never comes: pre-warming's line names it too.
+                assert await asyncio.to_thread(send, d, host, checked, token) == 200
+                await asyncio.sleep(1.4)
+        return lines
+
+    lines = asyncio.run(scenario())
+    refused = [e for e in lines if "refused" in e["message"]]
+    wrong_host, wrong_token, unsigned = (e["message"] for e in refused)
+    checked = wrong_token.split("does not match ", 1)[1].split(";")[0]
+    assert checked.startswith("http://127.0.0.1:") and checked.endswith("/api/inbound-call")
+    assert f"does not match {checked}; the request came to Host other.ngrok.app:" in wrong_host
+    assert "set PUBLIC_URL to that URL" in wrong_host
+    assert "check TWILIO_AUTH_TOKEN" in wrong_token and "Host" not in wrong_token
+    assert "no X-Twilio-Signature header" in unsigned
+    assert all(e["call_sid"].startswith("CA") for e in refused)
+    (expired,) = [e for e in lines if "no stream came" in e["message"]]
+    assert expired["call_sid"] in expired["message"]
