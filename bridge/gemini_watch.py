@@ -119,8 +119,11 @@ class GeminiWatch:
         log.info("Gemini works again: ready for calls")
 
     def _record(self, results: list[ProbeResult]) -> None:
+        """Gemini works if any setup opens: one persona's broken setup fails its own calls
+        (the start-up check names it), it must not keep the whole pod from all calls."""
         failed = [r for r in results if not r.ok]
-        self.health.on_setup(not failed, failed[0].detail if failed else "")
+        works = len(failed) < len(results)
+        self.health.on_setup(works, "" if works else failed[0].detail)
 
     def _own(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

@@ -26,3 +26,28 @@ def test_failing_after_three_failures_in_a_row_until_one_succeeds() -> None:
     }
     health.on_setup(True)
     assert not health.failing
+
+
+def test_one_personas_broken_setup_does_not_keep_the_pod_unready() -> None:
+    import asyncio
+
+    from bridge.gemini_watch import GeminiWatch, ProbeResult
+
+    results = [ProbeResult("every number", True, "ok"), ProbeResult("+1415", False, "1008")]
+
+    async def probe() -> list[ProbeResult]:
+        return results
+
+    async def scenario() -> bool:
+        watch = GeminiWatch(probe, reprobe_interval_s=0.01)
+        for _ in range(3):
+            watch.on_call_setup(False, "closed 1011")
+        assert watch.health.failing
+        await asyncio.sleep(0.1)  # a re-probe: the default setup opens again
+        failing = watch.health.failing
+        await watch.close()
+        return failing
+
+    assert asyncio.run(scenario()) is False
+    results[0] = ProbeResult("every number", False, "1011")
+    assert asyncio.run(scenario()) is True  # none opens: still failing
