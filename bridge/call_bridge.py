@@ -46,10 +46,12 @@ from .stream_start import (
     CLOSE_INVALID_DATA,
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    Rejection,
     StreamRejected,
-    authenticated_start,
+    accept_and_authenticate,
 )
 from .tools import ToolRunner
 from .transcript import Transcript
@@ -120,14 +122,8 @@ class CallBridge:
     # --- the call's life ------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._ws.accept()
         try:
-            start = await authenticated_start(
-                self._receive_frame,
-                self._ws.headers.get("x-twilio-signature"),
-                self._ws.url.path,
-                self._services,
-            )
+            start = await accept_and_authenticate(self._ws, self._receive_frame, self._services)
         except StreamRejected as exc:
             self._metrics.stream_rejections.labels(exc.metric).inc()
             self._metrics.calls.labels("rejected").inc()
@@ -354,6 +350,8 @@ class CallBridge:
             code = message.get("code", 1000)
             if code == CLOSE_TOO_BIG:  # uvicorn's own cap (ws_max_size) closed it
                 raise StreamRejected("frame over the size cap", CLOSE_TOO_BIG, "protocol")
+            if code == CLOSE_PROTOCOL_ERROR:  # uvicorn failed it: compressed or broken frames
+                raise StreamRejected("broken WebSocket frames", code, Rejection.PROTOCOL)
             raise WebSocketDisconnect(code)
         if not self._rate.take():
             raise StreamRejected(

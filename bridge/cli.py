@@ -12,14 +12,12 @@ from .config import ConfigError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
     from .audio import resample
     from .config import load_settings
     from .gemini.endpoint import endpoint_from_settings
     from .logs import configure_logging
-    from .server import DrainingServer
+    from .server import DrainingServer, uvicorn_config
     from .services import Services
 
     try:
@@ -44,15 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
             "the resamplers' C speedups were not built (no C compiler at install): "
             "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
-    config = uvicorn.Config(
-        create_app(services),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
-        lifespan="off",
-    )
+    config = uvicorn_config(create_app(services), host=args.host, port=args.port)
     server = DrainingServer(config, services.drain)
     server.run()
     return 0

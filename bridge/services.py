@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Admission
+from .admission import Admission, UnauthenticatedStreams
 from .calls import CallRegistry
 from .config import Settings
 from .gemini.endpoint import GeminiEndpoint
@@ -36,6 +36,7 @@ class Services:
     webhook_replays: WebhookReplays = field(default_factory=WebhookReplays)
     registry: CallRegistry = field(default_factory=CallRegistry)
     metrics: BridgeMetrics = field(default_factory=BridgeMetrics)
+    unauthenticated_streams: UnauthenticatedStreams = field(default_factory=UnauthenticatedStreams)
 
     @classmethod
     def build(
