@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .gemini.endpoint import endpoint_from_settings
     from .logs import configure_logging
+    from .operator_auth import GUARD_WITHOUT_TOKEN, is_loopback
     from .server import DrainingServer, uvicorn_config
     from .services import Services
 
@@ -26,6 +27,13 @@ def _serve(args: argparse.Namespace) -> int:
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
         print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if settings.dev_softphone and not settings.operator_token and not is_loopback(args.host):
+        print(
+            "bridge: configuration error: DEV_SOFTPHONE: without OPERATOR_TOKEN the softphone "
+            "is for this machine only: serve with --host 127.0.0.1, or set OPERATOR_TOKEN",
+            file=sys.stderr,
+        )
         return 2
     log = logging.getLogger("bridge")
     log.info(
@@ -42,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
             "the resamplers' C speedups were not built (no C compiler at install): "
             "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
+    if not settings.operator_token:
+        log.warning(GUARD_WITHOUT_TOKEN)
     config = uvicorn_config(create_app(services), host=args.host, port=args.port)
     server = DrainingServer(config, services.drain)
     server.run()

@@ -221,6 +221,34 @@ def served_bridge(
         workdir.cleanup()
 
 
+def start_refusal(
+    settings: Mapping[str, str], *, host: str = "127.0.0.1", timeout: float = 20
+) -> tuple[int | None, str]:
+    """Run ``bridge serve`` with only ``settings`` (and ``$SECURITY_SERVER_TREE``), for a
+    start-up that should be refused: its exit code and what it printed. The code is
+    None if it served instead (it is stopped after ``timeout``)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings}
+    if tree := os.environ.get("SECURITY_SERVER_TREE"):
+        env["PYTHONPATH"] = tree
+    port = str(free_port())
+    with tempfile.TemporaryDirectory(prefix="bridge-refused-") as workdir:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve", "--host", host, "--port", port],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            return process.returncode, output
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+            return None, output
+
+
 def _wait_until_healthy(served: ServedBridge) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
