@@ -5,11 +5,14 @@
 schema, sent to Gemini as ``parametersJsonSchema``. The bridge POSTs the
 model's arguments as JSON and hands the JSON answer back to the model; HTTP
 errors and timeouts become error payloads the model can speak about.
+
+A tool's headers usually carry its credentials, so its request goes to its own URL
+only: a redirect is an error (urllib would follow it to any host, headers and all,
+and to ``ftp://`` too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.error
@@ -20,10 +23,31 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError
+from ..thread_pools import tool_threads
 from .base import ToolError
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_ANSWER_BYTES = 64 * 1024
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is the tool's answer (an HTTP error), not a new place to send to."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# http(s) only: no ftp://, file:// or data: handlers; proxies from the environment kept.
+_OPENER = urllib.request.OpenerDirector()
+for _handler in (
+    urllib.request.ProxyHandler(),
+    urllib.request.HTTPHandler(),
+    urllib.request.HTTPSHandler(),
+    urllib.request.HTTPDefaultErrorHandler(),
+    urllib.request.HTTPErrorProcessor(),
+    _RefuseRedirects(),
+):
+    _OPENER.add_handler(_handler)
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,7 @@ class HttpTool:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 body = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise ToolError(
@@ -69,7 +93,7 @@ class HttpTool:
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         timeout = self.timeout_s or 30.0
-        return await asyncio.to_thread(self._post, args, timeout)
+        return await tool_threads.run(self._post, args, timeout)
 
 
 def load_http_tools(path: str) -> list[HttpTool]:
@@ -86,7 +110,7 @@ def load_http_tools(path: str) -> list[HttpTool]:
         if not isinstance(entry, dict):
             raise ConfigError("TOOLS_FILE", f"{where} is not an object")
         name, url = entry.get("name"), entry.get("url")
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ConfigError("TOOLS_FILE", f"{where}: name must be letters, digits and _")
         if name in ("end_call", "transfer_call") or name in (t.name for t in tools):
             raise ConfigError("TOOLS_FILE", f"{where}: the name {name} is already taken")
