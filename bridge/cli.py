@@ -35,6 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # The tools' header values are known only now: scrub them too.
+    configure_logging(settings.log_level, services.secrets(), settings.log_format)
     log = logging.getLogger("bridge")
     log.info(
         "serving on %s:%d for %s (Gemini %s, model %s, resamplers in %s)",
@@ -76,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from .logs import configure_logging
-    from .testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
+    from .testing.emulator import DEFAULT_API_KEY, EmulatorOptions, FaultPlan, GeminiEmulator
 
     configure_logging("INFO", fmt="text")
     faults = FaultPlan(
@@ -89,9 +91,8 @@ def _emulator(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
-        options = EmulatorOptions(
-            api_key=args.api_key or None, reply_seconds=args.reply_seconds, faults=faults
-        )
+        api_key = DEFAULT_API_KEY if args.api_key is None else args.api_key or None
+        options = EmulatorOptions(api_key=api_key, reply_seconds=args.reply_seconds, faults=faults)
         emulator = await GeminiEmulator(options).start(args.host, args.port)
         print(f"Gemini Live emulator on {emulator.url}", flush=True)
         print(f"  Vertex path: {emulator.vertex_url}", flush=True)
@@ -142,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="run the Gemini Live emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=9500)
-    emulator.add_argument("--api-key", default="emulator-key", help="key to expect ('' = any)")
+    emulator.add_argument(
+        "--api-key", help="key to expect (default: offline-emulator-key; '' = any)"
+    )
     emulator.add_argument("--reply-seconds", type=float, default=None)
     faults = emulator.add_argument_group("faults, applied to every session (seconds after setup)")
     faults.add_argument("--go-away-after", type=float, help="send goAway, then close 1011")

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from .secret_policy import SECRET_SETTINGS, weak_secrets
+
 DEFAULT_MODEL = "gemini-3.8-live"
 DEFAULT_VOICE = "Kore"
 DEFAULT_GREETING = (
@@ -110,7 +112,7 @@ class Settings:
             self.gemini_api_key,
             self.operator_token,
         ]
-        return [v for v in values if v and len(v) >= 4]
+        return [v for v in values if v]
 
 
 def _optional(config: Config, name: str) -> str | None:
@@ -285,6 +287,9 @@ def load_settings(
     log_level = (_optional(config, "LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+
+    for name, problem in weak_secrets({name: _optional(config, name) for name in SECRET_SETTINGS}):
+        raise ConfigError(name, problem)
 
     return Settings(
         public_url=public_url,

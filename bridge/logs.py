@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 
@@ -23,10 +24,17 @@ def tag_call(call_sid: str, stream_sid: str) -> None:
     call_context.set({"call_sid": call_sid, "stream_sid": stream_sid})
 
 
+def secret_forms(secret: str) -> set[str]:
+    """A secret as it may appear in a line: as is, and URL-encoded (a token pasted into a
+    query string reaches the access log encoded)."""
+    return {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+
+
 class _Scrub:
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is scrubbed whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = {form for s in secrets if s for form in secret_forms(s)}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

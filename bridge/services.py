@@ -63,6 +63,11 @@ class Services:
             metrics=metrics,
         )
 
+    def secrets(self) -> list[str]:
+        """Every value the log must never show: the settings' secrets and the HTTP tools'
+        header values."""
+        return [*self.settings.secrets(), *(v for tool in self.http_tools for v in tool.secrets())]
+
     async def drain(self) -> None:
         """Before shutdown: end the calls (see Admission.drain), then drop unclaimed
         pre-warmed sessions."""

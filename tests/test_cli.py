@@ -79,7 +79,7 @@ def free_port() -> int:
 def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / ".env").write_text(
-        "PUBLIC_URL=https://bridge.example.com\nTWILIO_AUTH_TOKEN=tok\nGEMINI_API_KEY=AIza-from-dotenv\n"
+        "PUBLIC_URL=https://bridge.example.com\nTWILIO_AUTH_TOKEN=twilio-auth-from-dotenv\nGEMINI_API_KEY=AIza-from-dotenv-0123\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -105,7 +105,7 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
-    assert "AIza-from-dotenv" not in output
+    assert "AIza-from-dotenv-0123" not in output
     assert "https://bridge.example.com" in output
     # The operator sees which code runs the resamplers (C unless built without a compiler).
     assert f"resamplers in {resample.implementation()}" in output

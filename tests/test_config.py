@@ -10,8 +10,8 @@ from bridge.config import DEFAULT_MODEL, ConfigError, load_settings
 
 BASE = {
     "PUBLIC_URL": "https://bridge.example.com",
-    "TWILIO_AUTH_TOKEN": "tok",
-    "GEMINI_API_KEY": "key",
+    "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",
+    "GEMINI_API_KEY": "gemini-key-for-tests",
 }
 
 
@@ -25,14 +25,18 @@ def test_defaults() -> None:
     assert s.gemini_model == DEFAULT_MODEL == "gemini-3.8-live"
     assert s.stream_url == "wss://bridge.example.com/voice-stream"
     assert not s.uses_vertex
-    assert s.stream_token_secret == "tok"  # falls back to the auth token
+    assert s.stream_token_secret == "twilio-auth-token-123"  # falls back to the auth token
 
 
 def test_secrets_lists_every_credential() -> None:
     s = load(
-        GEMINI_API_KEY="AIza-long-key", OPERATOR_TOKEN="op-token", STREAM_TOKEN_SECRET="stream-s"
+        GEMINI_API_KEY="AIza-long-gemini-key",
+        OPERATOR_TOKEN="operator-token-123",
+        STREAM_TOKEN_SECRET="stream-token-secret-1",
     )
-    assert {"AIza-long-key", "op-token", "stream-s"} <= set(s.secrets())
+    assert {"AIza-long-gemini-key", "operator-token-123", "stream-token-secret-1"} <= set(
+        s.secrets()
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,9 +100,9 @@ def test_env_example_lists_every_setting_and_loads_when_filled(tmp_path: Path) -
     listed = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", example, re.M))
     read = set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', (root / "bridge" / "config.py").read_text()))
     assert read - {"AUDIO", "DEBUG", "INFO", "WARNING", "ERROR", "HIGH", "LOW"} <= listed
-    filled = example.replace("TWILIO_AUTH_TOKEN=\n", "TWILIO_AUTH_TOKEN=tok\n").replace(
-        "GEMINI_API_KEY=\n", "GEMINI_API_KEY=key\n"
-    )
+    filled = example.replace(
+        "TWILIO_AUTH_TOKEN=\n", "TWILIO_AUTH_TOKEN=twilio-auth-token-123\n"
+    ).replace("GEMINI_API_KEY=\n", "GEMINI_API_KEY=gemini-key-for-tests\n")
     (tmp_path / ".env").write_text(filled)
     settings = load_settings({}, env_file=tmp_path / ".env")
     assert settings.gemini_setup_timeout == 2.5 and settings.twilio_account_sid is None

@@ -28,7 +28,11 @@ def manifests() -> dict[str, dict]:
 
 
 def app_paths() -> set[str]:
-    env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "t", "GEMINI_API_KEY": "k"}
+    env = {
+        "PUBLIC_URL": "https://x.example.com",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",
+        "GEMINI_API_KEY": "gemini-key-for-tests",
+    }
     settings = load_settings(env, env_file=None)
     app = create_app(Services.build(settings, endpoint_from_settings(settings)))
     return {r.path for r in app.routes if isinstance(r, Route | WebSocketRoute)}

@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from bridge.config import ConfigError
 from bridge.tools.base import ToolError
-from bridge.tools.http_tool import HttpTool
+from bridge.tools.http_tool import HttpTool, load_http_tools
+
+
+def tools_file(tmp_path: Path, headers: dict[str, str]) -> str:
+    path = tmp_path / "tools.json"
+    tool = {"name": "lookup", "url": "https://api.example.com/x", "headers": headers}
+    path.write_text(json.dumps([tool]))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer s3cret-value\n"},  # a pasted line break
+        {"X-Api-Key": "s3cret-value\r\nX-Injected: 1"},
+        {"X-Api-Key": "s3cret\x00value"},
+        {"Bad Name": "s3cret-value"},
+    ],
+)
+def test_headers_http_client_would_refuse_are_refused_at_start_up(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_http_tools(tools_file(tmp_path, headers))
+    assert info.value.name == "TOOLS_FILE" and "s3cret" not in str(info.value)
+
+
+def test_header_values_and_their_credentials_are_secrets(tmp_path: Path) -> None:
+    (tool,) = load_http_tools(
+        tools_file(tmp_path, {"Authorization": "Bearer abc123def", "X-Api-Key": "k-987"})
+    )
+    assert set(tool.secrets()) == {"Bearer abc123def", "abc123def", "k-987"}
 
 
 def test_a_redirect_is_the_answer_not_a_new_destination() -> None:

@@ -44,7 +44,7 @@ from ..audio.resample import Downsampler3x, Upsampler2x
 from .bench_callers import FRAME_BYTES, FRAME_S, CallTrace, caller_signal, run_callers
 from .loop_stalls import LoopStalls, worst_ms
 
-API_KEY = "bench-key"
+API_KEY = "bench-offline-gemini-key"
 RELAY_AUDIO = "relay+audio"  # the bare relay converting the audio as the bridge does
 LATE_S = 0.060
 PLAYOUT_BUFFER_S = 0.040  # the caller's jitter buffer: audio plays this long after it arrives

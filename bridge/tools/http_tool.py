@@ -8,7 +8,7 @@ errors and timeouts become error payloads the model can speak about.
 
 A tool's headers usually carry its credentials, so its request goes to its own URL
 only: a redirect is an error (urllib would follow it to any host, headers and all,
-and to ``ftp://`` too).
+and to ``ftp://`` too), and the header values are scrubbed from the log.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from .base import ToolError
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_ANSWER_BYTES = 64 * 1024
+# What http.client sends as a header: a token, and a value without control characters.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]{0,4096}")
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
@@ -95,6 +98,12 @@ class HttpTool:
         timeout = self.timeout_s or 30.0
         return await tool_threads.run(self._post, args, timeout)
 
+    def secrets(self) -> list[str]:
+        """The header values, and the credential after an auth scheme (``Bearer x``: x)."""
+        values = [v.strip() for v in self.headers.values()]
+        values += [v.partition(" ")[2].strip() for v in values if " " in v]
+        return [v for v in values if v]
+
 
 def load_http_tools(path: str) -> list[HttpTool]:
     """Read and check ``TOOLS_FILE``; a bad file is a start-up error naming the variable."""
@@ -127,6 +136,14 @@ def load_http_tools(path: str) -> list[HttpTool]:
         headers = entry.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ConfigError("TOOLS_FILE", f"{name}: headers must map names to strings")
+        for header, value in headers.items():
+            if not HEADER_NAME.fullmatch(header):
+                raise ConfigError("TOOLS_FILE", f"{name}: {header[:64]!r} is not a header name")
+            if not HEADER_VALUE.fullmatch(value):  # a pasted newline, say: never echo the value
+                raise ConfigError(
+                    "TOOLS_FILE",
+                    f"{name}: the value of {header} has a line break or control character",
+                )
         tools.append(
             HttpTool(
                 name=name,

@@ -57,7 +57,7 @@ def test_dashboard_shows_a_live_call_and_keeps_updating() -> None:
 
 def test_dashboard_with_an_operator_token_asks_the_browser_to_log_in() -> None:
     async def scenario() -> None:
-        token = "op-secret-123"
+        token = "operator-secret-123"
         async with loopback_deployment(env={"OPERATOR_TOKEN": token}) as d:
             url = f"{d.public_url}/dashboard"
 
