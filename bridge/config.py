@@ -81,7 +81,7 @@ class Settings:
     tools_file: str | None = None
     tool_timeout: float = 8.0
     personas_file: str | None = None
-    log_transcripts: bool = True
+    log_transcripts: bool = False  # caller speech is personal data: off the log unless asked
     dev_softphone: bool = False  # GET /softphone: talk to the assistant from a browser
     vad: dict[str, Any] | None = None  # realtimeInputConfig.automaticActivityDetection
 
@@ -325,7 +325,7 @@ def load_settings(
         tools_file=_existing_file(config, "TOOLS_FILE"),
         tool_timeout=_seconds(config, "TOOL_TIMEOUT", 8.0, 0.5, 120),
         personas_file=_existing_file(config, "PERSONAS_FILE"),
-        log_transcripts=_flag(config, "LOG_TRANSCRIPTS", True),
+        log_transcripts=_flag(config, "LOG_TRANSCRIPTS", False),
         dev_softphone=_flag(config, "DEV_SOFTPHONE", False),
         vad=_vad(config),
     )

@@ -102,3 +102,6 @@ def configure_logging(level: str, secrets: Iterable[str] = (), fmt: str = "json"
     root.setLevel(level)
     # websockets logs every handshake failure with the request line; keep it to warnings.
     logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+    # uvicorn hands its logger to the websockets protocol, which logs every frame at DEBUG
+    # (a line per 20 ms, audio and stream tokens included): never below INFO.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, root.level))

@@ -102,6 +102,15 @@ class ServedBridge:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def log_once_it_shows(self, text: str, timeout: float = 5) -> str:
+        """The log, as soon as ``text`` is in it (the server writes as calls end)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the log within {timeout:g} s")
+            time.sleep(0.05)
+        return log
+
     def _status(self, field: str) -> int:
         text = Path(f"/proc/{self.process.pid}/status").read_text()
         match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)

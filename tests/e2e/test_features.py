@@ -296,9 +296,14 @@ def test_keypad_digits_reach_the_model_as_text() -> None:
     run(scenario())
 
 
-def test_transcripts_in_stats_and_one_log_record_per_call(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("log_transcripts", [False, True], ids=["default", "LOG_TRANSCRIPTS"])
+def test_transcripts_in_stats_and_one_log_record_per_call_only_when_asked(
+    caplog: pytest.LogCaptureFixture, log_transcripts: bool
+) -> None:
+    env = {"LOG_TRANSCRIPTS": "true"} if log_transcripts else {}
+
     async def scenario() -> None:
-        async with loopback_deployment(EmulatorOptions(reply_seconds=1.0)) as d:
+        async with loopback_deployment(EmulatorOptions(reply_seconds=1.0), env=env) as d:
             caller = d.caller()
             with caplog.at_level(logging.INFO, logger="bridge.call_bridge"):
                 async with caller.dial() as call:
@@ -314,6 +319,9 @@ def test_transcripts_in_stats_and_one_log_record_per_call(caplog: pytest.LogCapt
                     assert live["transcript_tail"][1]["text"].startswith("Thanks for calling")
                 await until(lambda: d.services.registry.active_count == 0)
             records = [r.getMessage() for r in caplog.records if "transcript {" in r.getMessage()]
+            if not log_transcripts:  # caller speech stays off the log unless asked for
+                assert records == [] and "Thanks for calling" not in caplog.text
+                return
             assert len(records) == 1
             logged = json.loads(records[0].split("transcript ", 1)[1])
             assert logged["call_sid"] == caller.call_sid and len(logged["turns"]) == 2

@@ -89,7 +89,7 @@ def test_tool_headers_and_url_encoded_secrets_never_reach_the_log(bridge: Served
             await call.wait_closed(timeout=10)
 
     asyncio.run(failing_call())
-    log = bridge.log()
+    log = bridge.log_once_it_shows("call ended")
     assert "Gemini closed with 1008" in log and "[redacted]" in log
     for secret in (OPERATOR, quote(OPERATOR, safe=""), quote_plus(OPERATOR), TOOL_KEY):
         assert secret not in log, secret
