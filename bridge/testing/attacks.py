@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from ..twilio.media_streams import connected_event, media_event, start_event
+from ..twilio.media_streams import media_event
 from .caller import SimulatedCaller
 
 CLOSE_NO_FRAME = 1006  # the socket ended without a close frame
@@ -248,15 +248,8 @@ async def fast_audio(
     await caller.fetch_twiml()
     payload = b"\xff" * payload_bytes
     async with connect(caller.stream_url, compression=None, max_size=None) as ws:
-        await ws.send(connected_event())
-        await ws.send(
-            start_event(
-                stream_sid=caller.stream_sid,
-                call_sid=caller.call_sid,
-                account_sid=caller.account_sid,
-                custom_parameters=caller.parameters,
-            )
-        )
+        for frame in caller.start_frames():
+            await ws.send(frame)
         started = time.monotonic()
         sent = 0
         try:

@@ -249,6 +249,17 @@ class SimulatedCaller:
         finally:
             await self.hang_up()
 
+    def start_frames(self, parameters: dict[str, str] | None = None) -> list[str]:
+        """What Twilio sends first on the stream: ``connected``, then ``start`` with the
+        TwiML's Parameters (or ``parameters``)."""
+        start = start_event(
+            stream_sid=self.stream_sid,
+            call_sid=self.call_sid,
+            account_sid=self.account_sid,
+            custom_parameters=self.parameters if parameters is None else parameters,
+        )
+        return [connected_event(), start]
+
     async def open_stream(self) -> None:
         headers = {}
         if self.sign_upgrade:
@@ -260,15 +271,8 @@ class SimulatedCaller:
         )
         self._seq = 1
         try:
-            await self._ws.send(connected_event())
-            await self._ws.send(
-                start_event(
-                    stream_sid=self.stream_sid,
-                    call_sid=self.call_sid,
-                    account_sid=self.account_sid,
-                    custom_parameters=self.parameters,
-                )
-            )
+            for frame in self.start_frames():
+                await self._ws.send(frame)
         except ConnectionClosed:  # the bridge refused the stream at once
             self._record_close()
             self._closed.set()

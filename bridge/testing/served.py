@@ -58,6 +58,16 @@ class EmulatorThread:
             self._loop.close()
 
 
+def stop_process(process: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGTERM (the server drains), then SIGKILL if it is not gone after ``grace_s``."""
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -219,12 +229,7 @@ def served_bridge(
             _wait_until_healthy(served)
             yield served
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            stop_process(process, grace_s=15)
     finally:
         emulator.close()
         workdir.cleanup()

@@ -16,7 +16,7 @@ from bridge.admission import MAX_UNAUTHENTICATED_STREAMS
 from bridge.stream_start import PRE_START_MAX_FRAME_BYTES, START_TIMEOUT_S
 from bridge.testing.attacks import client_frame, compression_burst, idle_streams, open_websocket
 from bridge.testing.served import ServedBridge, served_bridge
-from bridge.twilio.media_streams import connected_event, start_event
+from bridge.twilio.media_streams import connected_event
 
 pytestmark = pytest.mark.e2e
 
@@ -125,15 +125,8 @@ def test_a_token_that_is_not_ascii_is_a_clean_counted_1008(bridge: ServedBridge)
         expiry = caller.parameters["token"].partition(".")[0]
         parameters = {**caller.parameters, "token": f"{expiry}.é-ünïcode"}
         async with connect(caller.stream_url, compression=None) as ws:
-            await ws.send(connected_event())
-            await ws.send(
-                start_event(
-                    stream_sid=caller.stream_sid,
-                    call_sid=caller.call_sid,
-                    account_sid=caller.account_sid,
-                    custom_parameters=parameters,
-                )
-            )
+            for frame in caller.start_frames(parameters):
+                await ws.send(frame)
             try:
                 await asyncio.wait_for(ws.recv(), 5)
             except ConnectionClosed:

@@ -16,13 +16,7 @@ from bridge.testing.attacks import fast_audio
 from bridge.testing.caller import SILENT_FRAME
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.served import ServedBridge, served_bridge
-from bridge.twilio.media_streams import (
-    MAX_MEDIA_PAYLOAD_BYTES,
-    connected_event,
-    media_event,
-    start_event,
-    stop_event,
-)
+from bridge.twilio.media_streams import MAX_MEDIA_PAYLOAD_BYTES, media_event, stop_event
 
 pytestmark = pytest.mark.e2e
 
@@ -101,15 +95,8 @@ def test_twilio_catching_up_after_a_late_start_and_a_hiccup_is_not_cut_off(
             )
 
         async with connect(caller.stream_url, compression=None) as ws:
-            await ws.send(connected_event())
-            await ws.send(
-                start_event(
-                    stream_sid=sid,
-                    call_sid=caller.call_sid,
-                    account_sid=caller.account_sid,
-                    custom_parameters=caller.parameters,
-                )
-            )
+            for start in caller.start_frames():
+                await ws.send(start)
             try:
                 for burst, pause_after in ((250, 0), (50, 4.0), (200, 0), (50, 0)):
                     realtime = burst == 50
