@@ -40,10 +40,10 @@ def test_headers_http_client_would_refuse_are_refused_at_start_up(
 
 
 def test_header_values_and_their_credentials_are_secrets(tmp_path: Path) -> None:
-    (tool,) = load_http_tools(
-        tools_file(tmp_path, {"Authorization": "Bearer abc123def", "X-Api-Key": "k-987"})
-    )
-    assert set(tool.secrets()) == {"Bearer abc123def", "abc123def", "k-987"}
+    headers = {"Authorization": "Bearer abc123def", "X-Api-Key": "k-9876", "X-Version": "2"}
+    (tool,) = load_http_tools(tools_file(tmp_path, headers))
+    # "2" is no secret, and scrubbing it would garble every timestamp.
+    assert set(tool.secrets()) == {"Bearer abc123def", "abc123def", "k-9876"}
 
 
 def test_a_redirect_is_the_answer_not_a_new_destination() -> None:

@@ -31,6 +31,9 @@ MAX_ANSWER_BYTES = 64 * 1024
 # What http.client sends as a header: a token, and a value without control characters.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]{0,4096}")
+# Header values this short are no secret (a version, a flag), and scrubbing them from the
+# log would garble every line that holds those characters.
+MIN_SCRUBBED_CHARS = 6
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
@@ -102,7 +105,7 @@ class HttpTool:
         """The header values, and the credential after an auth scheme (``Bearer x``: x)."""
         values = [v.strip() for v in self.headers.values()]
         values += [v.partition(" ")[2].strip() for v in values if " " in v]
-        return [v for v in values if v]
+        return [v for v in values if len(v) >= MIN_SCRUBBED_CHARS]
 
 
 def load_http_tools(path: str) -> list[HttpTool]:
