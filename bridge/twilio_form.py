@@ -59,7 +59,11 @@ async def signed_twilio_form(
         body = await read_capped_body(request, MAX_FORM_BYTES, BODY_TIMEOUT_S)
     except BodyRefused as refused:
         counter.labels(refused.reason).inc()
-        return PlainTextResponse(f"{refused}\n", status_code=refused.status)
+        # The rest of the body is still coming: hang up, or uvicorn would read (and drop)
+        # it for as long as the sender keeps sending.
+        return PlainTextResponse(
+            f"{refused}\n", status_code=refused.status, headers={"Connection": "close"}
+        )
     is_form = request.headers.get("content-type", "").startswith(FORM)
     params: dict[str, str] = {}
     if is_form:

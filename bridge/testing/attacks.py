@@ -204,26 +204,24 @@ async def chunked_post(
     field = b"Field=" + b"v" * (field_bytes - 7) + b"&"
     body = field * (total_bytes // len(field) + 1)
     sent = 0
+    hung_up = False
     try:
         while sent < total_bytes and not answer.done():
             data = body[sent : sent + chunk_bytes]
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             await asyncio.wait_for(writer.drain(), 10)
             sent += len(data)
-        answered_early = answer.done()
-        if not answered_early:
+        if not answer.done():
             writer.write(b"0\r\n\r\n")
             await writer.drain()
-        status_line = await asyncio.wait_for(answer, 60)
-        status: int | None = int(status_line.split()[1])
+    except (ConnectionError, TimeoutError):
+        hung_up = True  # the server stopped reading; its answer may be in already
+    answered_early = answer.done() or hung_up
+    try:
+        status: int | None = int((await asyncio.wait_for(answer, 60)).split()[1])
     except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, IndexError):
-        answered_early, status = answer.done(), None
-        if answer.done() and not answer.cancelled() and answer.exception() is None:
-            status = int(answer.result().split()[1])
+        status = None
     finally:
-        answer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await answer
         writer.close()
     return ChunkedResult(status, sent, answered_early)
 

@@ -17,7 +17,11 @@ from bridge.twilio_form import BODY_TIMEOUT_S, MAX_FORM_BYTES
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-FORM_ROUTES = ("/api/inbound-call", "/api/call-status")
+# Each route's refusals, counted by reason.
+FORM_ROUTES = {
+    "/api/inbound-call": "bridge_webhook_requests_total{{result=\"{}\"}}",
+    "/api/call-status": "bridge_twilio_status_callbacks_total{{status=\"{}\"}}",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +34,18 @@ def bridge() -> Iterator[ServedBridge]:
 def test_a_forged_chunked_body_is_cut_off_at_the_cap(bridge: ServedBridge, path: str) -> None:
     """Review: 879 MiB chunked with a forged signature, read whole, peaked at 2.7 GiB.
     Here 48 MiB (main: read whole, then 403)."""
+    too_large = FORM_ROUTES[path].format("too_large")
+    refused = bridge.metric(too_large)
     baseline = bridge.rss_bytes()
     bridge.reset_peak_memory()
     result = asyncio.run(chunked_post(bridge.port, path, 48 * MiB))
     held = bridge.peak_rss_bytes() - baseline
     assert held < 4 * MiB, f"the server held {held / MiB:.1f} MiB"  # main: +51 MiB
-    assert result.status == 413
+    assert bridge.metric(too_large) == refused + 1  # answered 413...
+    # ...and hung up, so the sender stopped early. Closing on unread data resets the
+    # socket, which may overtake the 413 on its way to a sender that is still writing.
     assert result.answered_early and result.body_bytes_sent < 16 * MiB  # socket buffers
+    assert result.status in (413, None)
     assert bridge.request("GET", "/health").status == 200
 
 
