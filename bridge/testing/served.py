@@ -170,6 +170,14 @@ class ServedBridge:
                 return float(value)
         return 0.0
 
+    def metric_once_settled(self, sample: str, expected: float, timeout: float = 5) -> float:
+        """``metric(sample)`` once it equals ``expected``, or as it is after ``timeout``: a
+        call's figures are counted as it ends, which may be just after its socket closed."""
+        deadline = time.monotonic() + timeout
+        while (value := self.metric(sample)) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return value
+
     def alive(self) -> bool:
         return self.process.poll() is None
 

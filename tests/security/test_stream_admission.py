@@ -37,8 +37,11 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
     return asyncio.run(bounded())
 
 
-def rejections(bridge: ServedBridge, reason: str) -> float:
-    return bridge.metric(f'bridge_stream_rejections_total{{reason="{reason}"}}')
+def rejections(bridge: ServedBridge, reason: str, expected: float | None = None) -> float:
+    sample = f'bridge_stream_rejections_total{{reason="{reason}"}}'
+    if expected is None:
+        return bridge.metric(sample)
+    return bridge.metric_once_settled(sample, expected)
 
 
 def test_a_compressed_burst_is_refused_unread_and_costs_no_memory(bridge: ServedBridge) -> None:
@@ -52,7 +55,7 @@ def test_a_compressed_burst_is_refused_unread_and_costs_no_memory(bridge: Served
     assert bridge.peak_rss_bytes() - baseline < 16 * MiB
     assert burst.negotiated == 0  # the server never agrees to compression...
     assert burst.close_codes == [1002] * 20  # ...and fails a compressed frame at once
-    assert rejections(bridge, "protocol") == before + 20
+    assert rejections(bridge, "protocol", before + 20) == before + 20
     assert bridge.request("GET", "/health").status == 200
 
 
@@ -99,9 +102,8 @@ def test_streams_waiting_for_start_are_few_and_the_rest_refused_at_the_upgrade(
     assert statuses.count(403) == 9 * MAX_UNAUTHENTICATED_STREAMS  # refused before any upgrade
     assert codes == [1008] * MAX_UNAUTHENTICATED_STREAMS and waited < START_TIMEOUT_S + 2
     assert bridge.rss_bytes() - baseline < 16 * MiB
-    assert (
-        rejections(bridge, "too_many_unauthenticated") == before + 9 * MAX_UNAUTHENTICATED_STREAMS
-    )
+    refused = before + 9 * MAX_UNAUTHENTICATED_STREAMS
+    assert rejections(bridge, "too_many_unauthenticated", refused) == refused
 
     completed = bridge.metric('bridge_calls_total{outcome="completed"}')
 
@@ -112,7 +114,8 @@ def test_streams_waiting_for_start_are_few_and_the_rest_refused_at_the_upgrade(
         return caller.result.close_code
 
     assert run(a_real_call_after()) == 1000
-    assert bridge.metric('bridge_calls_total{outcome="completed"}') == completed + 1
+    sample = 'bridge_calls_total{outcome="completed"}'
+    assert bridge.metric_once_settled(sample, completed + 1) == completed + 1
 
 
 def test_a_token_that_is_not_ascii_is_a_clean_counted_1008(bridge: ServedBridge) -> None:
@@ -135,6 +138,6 @@ def test_a_token_that_is_not_ascii_is_a_clean_counted_1008(bridge: ServedBridge)
 
     code, reason = run(attack())
     assert code == 1008 and reason == "malformed stream token"
-    assert rejections(bridge, "unauthenticated") == before + 1
+    assert rejections(bridge, "unauthenticated", before + 1) == before + 1
     log = bridge.log()
     assert "Traceback" not in log and "Exception in ASGI application" not in log

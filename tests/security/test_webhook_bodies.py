@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 # Each route's refusals, counted by reason.
 FORM_ROUTES = {
-    "/api/inbound-call": "bridge_webhook_requests_total{{result=\"{}\"}}",
-    "/api/call-status": "bridge_twilio_status_callbacks_total{{status=\"{}\"}}",
+    "/api/inbound-call": 'bridge_webhook_requests_total{{result="{}"}}',
+    "/api/call-status": 'bridge_twilio_status_callbacks_total{{status="{}"}}',
 }
 
 
