@@ -18,6 +18,30 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 RESERVATION_S = 60.0  # as long as a stream token lives
+# Streams accepted and not yet authenticated, at once. Twilio's wait for 'start' is
+# milliseconds, so this many means a burst of calls within the same moment.
+MAX_UNAUTHENTICATED_STREAMS = 64
+
+
+class UnauthenticatedStreams:
+    """How many streams are waiting for their ``start`` now, against a limit.
+
+    Each one holds a socket, a task and whatever frames uvicorn has already read for
+    it; without a limit an attacker's idle connections add up (docs/security.md).
+    """
+
+    def __init__(self, limit: int = MAX_UNAUTHENTICATED_STREAMS) -> None:
+        self.limit = limit
+        self.waiting = 0
+
+    def enter(self) -> bool:
+        if self.waiting >= self.limit:
+            return False
+        self.waiting += 1
+        return True
+
+    def leave(self) -> None:
+        self.waiting -= 1
 
 
 class EndableCall(Protocol):

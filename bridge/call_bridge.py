@@ -26,6 +26,7 @@ from enum import Enum
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .audio import TWILIO_FRAME_BYTES, CallerAudioStream, ModelAudioStream
+from .audio_pace import AudioPace
 from .calls import CallRecord
 from .gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkPolicy, SwapReason
 from .gemini.protocol import (
@@ -44,10 +45,12 @@ from .stream_start import (
     CLOSE_INVALID_DATA,
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    Rejection,
     StreamRejected,
-    authenticated_start,
+    accept_and_authenticate,
 )
 from .tools import ToolRunner
 from .transcript import Transcript
@@ -80,6 +83,10 @@ QUIET_MODEL_S = 3.0  # no new model turn this long after asking: go by what was 
 # sending far more is broken or hostile and would starve the other calls' CPU.
 FLOOD_RATE = 150.0
 FLOOD_BURST = 300.0
+# How far a stream's audio may run ahead of the time since its start (docs/security.md):
+# more than the flood limit's burst (300 frames, 6 s), so Twilio's catch-up after a
+# hiccup that passes the one passes the other.
+AUDIO_AHEAD_S = 10.0
 
 
 class CallEnd(Enum):
@@ -97,6 +104,7 @@ class CallBridge:
         self._playback = PlaybackTracker()
         self._watch = WireWatch(IDLE_TIMEOUT_S, SEND_TIMEOUT_S)
         self._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST)
+        self._pace = AudioPace(AUDIO_AHEAD_S)
         self._stream_sid = ""
         self._call_sid = ""
         self._called = ""
@@ -119,14 +127,8 @@ class CallBridge:
     # --- the call's life ------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._ws.accept()
         try:
-            start = await authenticated_start(
-                self._receive_frame,
-                self._ws.headers.get("x-twilio-signature"),
-                self._ws.url.path,
-                self._services,
-            )
+            start = await accept_and_authenticate(self._ws, self._receive_frame, self._services)
         except StreamRejected as exc:
             self._metrics.stream_rejections.labels(exc.metric).inc()
             self._metrics.calls.labels("rejected").inc()
@@ -142,6 +144,7 @@ class CallBridge:
         self._call_sid = start.call_sid
         self._called = params.get("to", "")
         tag_call(start.call_sid, start.stream_sid)  # every later line of this call carries it
+        self._pace.restart()
         admission = self._services.admission
         if not admission.admit(self, start.call_sid):
             self._metrics.stream_rejections.labels("over_capacity").inc()
@@ -317,7 +320,7 @@ class CallBridge:
         link, record, per_frame = self._link, self._record, self._metrics.per_frame
         added = per_frame.added_to_gemini
         to_pcm, turns = self._caller_audio.to_gemini_pcm, self._turns
-        watch = self._watch
+        watch, pace = self._watch, self._pace.take
         while True:
             try:
                 frame = await self._receive_frame()
@@ -332,6 +335,12 @@ class CallBridge:
                     f"malformed frame: {exc}", CLOSE_INVALID_DATA, "protocol"
                 ) from None
             if isinstance(event, Media):
+                if not pace(len(event.payload)):
+                    raise StreamRejected(
+                        f"caller audio {self._pace.ahead_s:.1f} s ahead of the wall clock",
+                        CLOSE_POLICY,
+                        Rejection.AUDIO_TOO_FAST,
+                    )
                 if event.track != "inbound":
                     continue
                 pcm = to_pcm(event.payload)
@@ -367,6 +376,8 @@ class CallBridge:
             code = message.get("code", 1000)
             if code == CLOSE_TOO_BIG:  # uvicorn's own cap (ws_max_size) closed it
                 raise StreamRejected("frame over the size cap", CLOSE_TOO_BIG, "protocol")
+            if code == CLOSE_PROTOCOL_ERROR:  # uvicorn failed it: compressed or broken frames
+                raise StreamRejected("broken WebSocket frames", code, Rejection.PROTOCOL)
             raise WebSocketDisconnect(code)
         if not self._rate.take():
             raise StreamRejected(

@@ -15,14 +15,13 @@ PROG = "gemini-phone-bridge"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
     from .audio import resample
     from .config import load_settings
     from .gemini.endpoint import endpoint_from_settings
     from .logs import configure_logging
-    from .server import DrainingServer
+    from .operator_auth import GUARD_WITHOUT_TOKEN, is_loopback
+    from .server import DrainingServer, uvicorn_config
     from .services import Services
     from .startup_summary import summary_lines
 
@@ -36,6 +35,17 @@ def _serve(args: argparse.Namespace) -> int:
         for line in error_lines(exc):
             print(f"{PROG}: configuration error: {line}", file=sys.stderr)
         return 2
+    if settings.dev_softphone and not settings.operator_token and not is_loopback(args.host):
+        print(
+            f"{PROG}: configuration error: DEV_SOFTPHONE: without OPERATOR_TOKEN the softphone "
+            "is for this machine only: serve with --host 127.0.0.1, or set OPERATOR_TOKEN",
+            file=sys.stderr,
+        )
+        return 2
+    # The tools' header values are known only now: scrub them too.
+    configure_logging(
+        settings.log_level, services.secrets(), settings.log_format, settings.log_probes
+    )
     log = logging.getLogger("bridge")
     log.info(
         "serving on %s:%d for %s (Gemini %s, model %s, resamplers in %s)",
@@ -53,13 +63,12 @@ def _serve(args: argparse.Namespace) -> int:
             "the resamplers' C speedups were not built (no C compiler at install): "
             "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
         )
-    config = uvicorn.Config(
+    if not settings.operator_token:
+        log.warning(GUARD_WITHOUT_TOKEN)
+    config = uvicorn_config(
         create_app(services, probe_gemini_at_start=True),
         host=args.host,
         port=args.port,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_max_size=128 * 1024,  # Twilio frames are ~400 bytes; the parser caps at 64 KiB
         lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
     )
     server = DrainingServer(config, services.drain)
@@ -98,7 +107,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from .logs import configure_logging
-    from .testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
+    from .testing.emulator import DEFAULT_API_KEY, EmulatorOptions, FaultPlan, GeminiEmulator
 
     configure_logging("INFO", fmt="text")
     faults = FaultPlan(
@@ -111,9 +120,8 @@ def _emulator(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
-        options = EmulatorOptions(
-            api_key=args.api_key or None, reply_seconds=args.reply_seconds, faults=faults
-        )
+        api_key = DEFAULT_API_KEY if args.api_key is None else args.api_key or None
+        options = EmulatorOptions(api_key=api_key, reply_seconds=args.reply_seconds, faults=faults)
         emulator = await GeminiEmulator(options).start(args.host, args.port)
         print(emulator_banner(emulator.url, emulator.vertex_url, args.api_key), flush=True)
         try:
@@ -130,7 +138,9 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def emulator_banner(url: str, vertex_url: str, api_key: str) -> str:
     """What to paste into the bridge's .env, exactly; the emulator takes any key unless told."""
-    key = api_key or "emulator"
+    from .testing.emulator import DEFAULT_API_KEY
+
+    key = api_key or DEFAULT_API_KEY  # any key does; this one passes the secret policy
     demanded = (
         "It demands that API key." if api_key else "It accepts any API key (--api-key demands one)."
     )
@@ -141,10 +151,10 @@ GEMINI_LIVE_URL={url}
 GEMINI_API_KEY={key}
 
 To call it from your browser with no Twilio account, add these too, run
-`{PROG} serve --port 8080` and open http://localhost:8080/softphone:
+`{PROG} serve --host 127.0.0.1 --port 8080` and open http://localhost:8080/softphone:
 
 PUBLIC_URL=http://localhost:8080
-TWILIO_AUTH_TOKEN=offline
+TWILIO_AUTH_TOKEN=offline-auth-token-for-the-softphone
 DEV_SOFTPHONE=true
 
 (The Vertex AI path is {vertex_url}. Ctrl-C stops the emulator.)"""

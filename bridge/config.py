@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from . import config_values as v
+from .secret_policy import SECRET_SETTINGS, weak_secrets
 
 DEFAULT_MODEL = "gemini-3.8-live"
 DEFAULT_VOICE = "Kore"
@@ -408,8 +409,9 @@ TABLE: tuple[Setting, ...] = (
         OPERATIONS,
     ),
     Setting(
-        "LOG_TRANSCRIPTS", v.flag, True,
-        "Log each call's transcript as one record when the call ends.",
+        "LOG_TRANSCRIPTS", v.flag, False,
+        "Log each call's transcript as one record when the call ends (caller speech is "
+        "personal data: off unless you want it in the log; the stats keep the last turns).",
         OPERATIONS,
     ),
     Setting(
@@ -466,7 +468,7 @@ class Settings:
     tools_file: str | None = None
     tool_timeout: float = 8.0
     personas_file: str | None = None
-    log_transcripts: bool = True
+    log_transcripts: bool = False  # caller speech is personal data: off the log unless asked
     dev_softphone: bool = False  # GET /softphone: talk to the assistant from a browser
     vad: dict[str, Any] | None = None  # realtimeInputConfig.automaticActivityDetection
     twilio_phone_number: str | None = None
@@ -506,7 +508,7 @@ class Settings:
             self.operator_token,
             self.ngrok_authtoken,
         ]
-        return [v for v in values if v and len(v) >= 4]
+        return [v for v in values if v]
 
 
 def read_environment(
@@ -564,6 +566,8 @@ def _cross_checks(values: dict[str, Any], errors: list[ConfigError]) -> None:
         errors.append(
             ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
         )
+    secrets = {name: values[name] for name in SECRET_SETTINGS}
+    errors.extend(ConfigError(name, problem) for name, problem in weak_secrets(secrets))
 
 
 def load_settings(

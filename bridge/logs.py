@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 
@@ -43,13 +44,20 @@ class QuietProbes(logging.Filter):
         return not (path in QUIET_PATHS and isinstance(status, int) and status < 400)
 
 
+def secret_forms(secret: str) -> set[str]:
+    """A secret as it may appear in a line: as is, and URL-encoded (a token pasted into a
+    query string reaches the access log encoded)."""
+    return {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+
+
 class SecretScrub:
     """Replaces every configured secret in a text; used on log lines and on what the
     operator endpoints answer (a close reason from Gemini may quote what it was sent)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is scrubbed whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = {form for s in secrets if s for form in secret_forms(s)}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -129,3 +137,6 @@ def configure_logging(
         access.removeFilter(old_filter)
     if not log_probes:
         access.addFilter(QuietProbes())
+    # uvicorn hands its logger to the websockets protocol, which logs every frame at DEBUG
+    # (a line per 20 ms, audio and stream tokens included): never below INFO.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, root.level))

@@ -18,12 +18,34 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 log = logging.getLogger(__name__)
 
 AFTER_DRAIN_GRACE_S = 1.0  # let Twilio's last requests (status, fallback) reach us
+WS_MAX_BYTES = 128 * 1024  # Twilio's frames are ~400 bytes; the parser caps them at 64 KiB
+
+
+def uvicorn_config(app: object, **options: Any) -> uvicorn.Config:
+    """The one uvicorn configuration of the bridge (``gemini-phone-bridge serve``, the test harness,
+    the benchmark's relays), so that what the tests attack is what is deployed.
+
+    No permessage-deflate: Twilio never asks for it, and uvicorn inflates every frame it
+    has read before the app sees the first one, token check or not, so a few MB of
+    compressed frames became a GB of queued messages (docs/security.md). A frame over
+    ``WS_MAX_BYTES`` closes its socket with 1009.
+    """
+    settings: dict[str, Any] = {
+        "log_config": None,
+        "ws": "websockets-sansio",
+        "ws_max_size": WS_MAX_BYTES,
+        "ws_per_message_deflate": False,
+        "lifespan": "on",  # the app's background work starts and stops with it
+        **options,
+    }
+    return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
 
 
 class DrainingServer(uvicorn.Server):

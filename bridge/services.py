@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Admission
+from .admission import Admission, UnauthenticatedStreams
 from .calls import CallRegistry
 from .config import Settings
 from .gemini.endpoint import GeminiEndpoint
@@ -38,6 +38,7 @@ class Services:
     webhook_replays: WebhookReplays = field(default_factory=WebhookReplays)
     registry: CallRegistry = field(default_factory=CallRegistry)
     metrics: BridgeMetrics = field(default_factory=BridgeMetrics)
+    unauthenticated_streams: UnauthenticatedStreams = field(default_factory=UnauthenticatedStreams)
     gemini_watch: GeminiWatch = field(init=False)
     scrub: SecretScrub = field(init=False)
 
@@ -69,6 +70,11 @@ class Services:
             prewarm=Prewarm(settings.prewarm_ttl, lambda r: metrics.prewarm.labels(r).inc()),
             metrics=metrics,
         )
+
+    def secrets(self) -> list[str]:
+        """Every value the log must never show: the settings' secrets and the HTTP tools'
+        header values."""
+        return [*self.settings.secrets(), *(v for tool in self.http_tools for v in tool.secrets())]
 
     async def drain(self) -> None:
         """Before shutdown: end the calls (see Admission.drain), then drop unclaimed

@@ -4,7 +4,9 @@ checked the same way for every such route."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from urllib.parse import parse_qsl
 
 from prometheus_client import Counter
 from starlette.requests import Request
@@ -17,7 +19,36 @@ from .twilio.media_streams import is_valid_sid
 log = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 200  # Twilio's webhook has about 25
+BODY_TIMEOUT_S = 5.0  # Twilio sends its few hundred bytes at once
 FORM = "application/x-www-form-urlencoded"
+
+
+class BodyRefused(Exception):
+    """The body was not read whole: ``status`` for the answer, ``reason`` for the metric."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
+
+
+async def read_capped_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, read before anything else looks at it, however it arrives: reading
+    stops at ``limit`` bytes (a ``Content-Length`` over it is refused unread, a chunked
+    body where it passes the limit) and after ``timeout_s``. Nothing past the cap is kept."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise BodyRefused(413, "too_large", "request too large")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyRefused(413, "too_large", "request too large")
+    except TimeoutError:
+        raise BodyRefused(408, "too_slow", "request body too slow") from None
+    return bytes(body)
 
 
 async def signed_twilio_form(
@@ -25,15 +56,28 @@ async def signed_twilio_form(
 ) -> dict[str, str] | Response:
     """The form's fields (with a well-formed ``CallSid``), or the response that refuses
     the request (counted by reason)."""
-    length = request.headers.get("content-length") or "0"
-    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
-        counter.labels("too_large").inc()
-        return PlainTextResponse("request too large\n", status_code=413)
+    try:
+        body = await read_capped_body(request, MAX_FORM_BYTES, BODY_TIMEOUT_S)
+    except BodyRefused as refused:
+        counter.labels(refused.reason).inc()
+        # The rest of the body is still coming: hang up, or uvicorn would read (and drop)
+        # it for as long as the sender keeps sending.
+        return PlainTextResponse(
+            f"{refused}\n", status_code=refused.status, headers={"Connection": "close"}
+        )
     is_form = request.headers.get("content-type", "").startswith(FORM)
     params: dict[str, str] = {}
     if is_form:
-        form = await request.form()
-        params = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        try:
+            fields = parse_qsl(
+                body.decode("utf-8", "replace"),
+                keep_blank_values=True,
+                max_num_fields=MAX_FORM_FIELDS,
+            )
+        except ValueError:  # too many fields
+            counter.labels("bad_request").inc()
+            return PlainTextResponse("too many form fields\n", status_code=400)
+        params = dict(fields)
 
     if is_valid_sid(params.get("CallSid", ""), "CA"):
         tag_call(params["CallSid"])  # this request's lines (and pre-warming's) name the call

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.audio import CallerAudioStream, ModelAudioStream, ulaw_to_pcm16
+from bridge.audio_pace import AudioPace
 from bridge.call_bridge import FLOOD_BURST, FLOOD_RATE, CallBridge
 from bridge.calls import CallRecord
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
@@ -141,6 +142,9 @@ def bridge_pumps(up: list[str], down: list[bytes]) -> CallBridge:
     # Frames arrive here as fast as the loop turns: a clock that moves 20 ms per frame
     # keeps the flood limit from tripping while it still does its work.
     call._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST, clock=itertools.count(0, 0.02).__next__)
+    # The audio pace, likewise, must not trip: its per-frame work is all the same (its
+    # clock is read about once per 10 s of audio, never here).
+    call._pace = AudioPace(float("inf"))
     endpoint = GeminiEndpoint("ws://gemini", "models/m", ApiKeyAuth("k"), "ai_studio")
     config = SessionConfig(model="models/m", voice="Kore", system_prompt="")
     link = GeminiLink(

@@ -15,16 +15,16 @@ ACCOUNT = "AC" + "3" * 32
 NUMBER = "+14155550100"
 
 
-def scenario(env: dict[str, str], rest: TwilioRestFake, emulator_key: str = "k-1") -> tuple[int, list[str]]:
+def scenario(env: dict[str, str], rest: TwilioRestFake, emulator_key: str = "gemini-key-for-tests-1") -> tuple[int, list[str]]:
     async def run() -> tuple[int, list[str]]:
         async with GeminiEmulator(EmulatorOptions(api_key=emulator_key)) as emulator:
             lines: list[str] = []
             environ = {
                 "PUBLIC_URL": "https://voice.example.com",
-                "TWILIO_AUTH_TOKEN": "auth-token-1",
+                "TWILIO_AUTH_TOKEN": "twilio-auth-token-1",
                 "TWILIO_ACCOUNT_SID": ACCOUNT,
                 "TWILIO_PHONE_NUMBER": NUMBER,
-                "GEMINI_API_KEY": "k-1",
+                "GEMINI_API_KEY": "gemini-key-for-tests-1",
                 "GEMINI_LIVE_URL": emulator.url,
                 **env,
             }
@@ -36,7 +36,7 @@ def scenario(env: dict[str, str], rest: TwilioRestFake, emulator_key: str = "k-1
 
 def twilio(voice_url: str = "https://voice.example.com/api/inbound-call") -> TwilioRestFake:
     number = IncomingNumber("PN" + "4" * 32, NUMBER, voice_url=voice_url)
-    return TwilioRestFake(credentials=(ACCOUNT, "auth-token-1"), numbers=[number])
+    return TwilioRestFake(credentials=(ACCOUNT, "twilio-auth-token-1"), numbers=[number])
 
 
 def test_a_working_setup_passes_every_check_with_one_line_each(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_a_working_setup_passes_every_check_with_one_line_each(tmp_path: Path) -
 
 def test_a_wrong_model_key_token_or_webhook_each_fail_in_their_own_line() -> None:
     status, lines = scenario(
-        {"GEMINI_MODEL": "gpt-4o", "TWILIO_AUTH_TOKEN": "someone-elses"}, twilio()
+        {"GEMINI_MODEL": "gpt-4o", "TWILIO_AUTH_TOKEN": "someone-elses-auth-token"}, twilio()
     )
     assert status == 1
     (gemini,) = [line for line in lines if "Gemini" in line]
@@ -71,7 +71,7 @@ def test_a_wrong_model_key_token_or_webhook_each_fail_in_their_own_line() -> Non
     status, lines = scenario({}, twilio(voice_url="https://old.example.com/voice"), "other-key")
     assert status == 1
     (gemini,) = [line for line in lines if "Gemini" in line]
-    assert "1007 API key not valid" in gemini and "k-1" not in gemini
+    assert "1007 API key not valid" in gemini and "gemini-key-for-tests-1" not in gemini
     assert lines[-1].startswith(f"FAIL  Twilio number {NUMBER}: its voice webhook ('A call comes in') is ")
     assert "POST https://old.example.com/voice, not POST https://voice.example.com/api/inbound-call" in lines[-1]
 

@@ -69,7 +69,7 @@ def test_serve_reports_every_bad_setting_at_once_one_line_each(tmp_path: Path) -
     ]
     (tmp_path / ".env").write_text(
         "export PUBLIC_URL=http://bridge.example.com  # a typo: http\n"
-        "TWILIO_AUTH_TOKEN=t\n"
+        "TWILIO_AUTH_TOKEN=t\n"  # too short to be a secret
         "GEMINI_API_KEY=AIza-very-secret\n"
         "GEMINI_VOICE=nobody\n"
         "VAD_SILENCE_DURATION_MS=0.5\n"
@@ -82,6 +82,7 @@ def test_serve_reports_every_bad_setting_at_once_one_line_each(tmp_path: Path) -
         "GEMINI_VOICE",
         "SYSTEM_PROMPT_FILE",
         "VAD_SILENCE_DURATION_MS",
+        "TWILIO_AUTH_TOKEN",
     ]
     assert "Traceback" not in result.stderr
 
@@ -95,7 +96,7 @@ def free_port() -> int:
 def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / ".env").write_text(
-        "PUBLIC_URL=https://bridge.example.com\nTWILIO_AUTH_TOKEN=tok\nGEMINI_API_KEY=AIza-from-dotenv\n"
+        "PUBLIC_URL=https://bridge.example.com\nTWILIO_AUTH_TOKEN=twilio-auth-from-dotenv\nGEMINI_API_KEY=AIza-from-dotenv-0123\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -114,7 +115,7 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
-    assert "AIza-from-dotenv" not in output
+    assert "AIza-from-dotenv-0123" not in output
     assert "https://bridge.example.com" in output
     # The operator sees which code runs the resamplers (C unless built without a compiler).
     assert f"resamplers in {resample.implementation()}" in output
@@ -229,8 +230,8 @@ def test_ctrl_c_drains_and_stops_with_one_line_and_status_0(tmp_path: Path) -> N
     env = {
         **CLEAN_ENV,
         "PUBLIC_URL": "https://bridge.example.com",
-        "TWILIO_AUTH_TOKEN": "tok",
-        "GEMINI_API_KEY": "AIza-k",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",
+        "GEMINI_API_KEY": "AIza-gemini-key-for-tests",
         "TWIML_DIR": str(ROOT / "twiml"),
         "LOG_FORMAT": "text",
     }

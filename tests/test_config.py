@@ -13,8 +13,8 @@ from bridge.config_docs import env_example, with_readme_table
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {
     "PUBLIC_URL": "https://bridge.example.com",
-    "TWILIO_AUTH_TOKEN": "tok",
-    "GEMINI_API_KEY": "key",
+    "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",
+    "GEMINI_API_KEY": "gemini-key-for-tests",
 }
 
 
@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert s.gemini_model == DEFAULT_MODEL == "gemini-3.8-live"
     assert s.stream_url == "wss://bridge.example.com/voice-stream"
     assert not s.uses_vertex
-    assert s.stream_token_secret == "tok"  # falls back to the auth token
+    assert s.stream_token_secret == "twilio-auth-token-123"  # falls back to the auth token
     assert s.vad == {
         "startOfSpeechSensitivity": "START_SENSITIVITY_LOW",
         "endOfSpeechSensitivity": "END_SENSITIVITY_LOW",
@@ -45,9 +45,13 @@ def test_defaults() -> None:
 
 def test_secrets_lists_every_credential() -> None:
     s = load(
-        GEMINI_API_KEY="AIza-long-key", OPERATOR_TOKEN="op-token", STREAM_TOKEN_SECRET="stream-s"
+        GEMINI_API_KEY="AIza-long-gemini-key",
+        OPERATOR_TOKEN="operator-token-123",
+        STREAM_TOKEN_SECRET="stream-token-secret-1",
     )
-    assert {"AIza-long-key", "op-token", "stream-s"} <= set(s.secrets())
+    assert {"AIza-long-gemini-key", "operator-token-123", "stream-token-secret-1"} <= set(
+        s.secrets()
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,14 +200,14 @@ def test_dotenv_reads_export_lines_quotes_and_inline_comments_as_shells_do(tmp_p
     env_file = tmp_path / ".env"
     env_file.write_text(
         "export PUBLIC_URL=https://bridge.example.com\n"
-        "TWILIO_AUTH_TOKEN=tok  # from the console\n"
-        'GEMINI_API_KEY="key with # inside"\n'
+        "TWILIO_AUTH_TOKEN=twilio-auth-token-123  # from the console\n"
+        'GEMINI_API_KEY="gemini key with # inside"\n'
         "GEMINI_VOICE=Puck # the friendlier one\n"
     )
     s = load_settings({}, env_file=env_file)
     assert s.public_url == "https://bridge.example.com"
-    assert s.twilio_auth_token == "tok" and s.gemini_voice == "Puck"
-    assert s.gemini_api_key == "key with # inside"
+    assert s.twilio_auth_token == "twilio-auth-token-123" and s.gemini_voice == "Puck"
+    assert s.gemini_api_key == "gemini key with # inside"
     # The environment wins over the file.
     assert load_settings({"GEMINI_VOICE": "Kore"}, env_file=env_file).gemini_voice == "Kore"
 
@@ -222,8 +226,8 @@ def test_env_example_copied_to_env_and_filled_in_is_a_working_configuration(tmp_
     filled = (
         env_example()
         .replace("PUBLIC_URL=https://your-subdomain.ngrok.app\n", "PUBLIC_URL=https://b.example\n")
-        .replace("TWILIO_AUTH_TOKEN=\n", "TWILIO_AUTH_TOKEN=tok\n")
-        .replace("GEMINI_API_KEY=\n", "GEMINI_API_KEY=key\n")
+        .replace("TWILIO_AUTH_TOKEN=\n", "TWILIO_AUTH_TOKEN=twilio-auth-token-123\n")
+        .replace("GEMINI_API_KEY=\n", "GEMINI_API_KEY=gemini-key-for-tests\n")
     )
     (tmp_path / ".env").write_text(filled)
     settings = load_settings({}, env_file=tmp_path / ".env")

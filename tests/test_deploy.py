@@ -6,6 +6,7 @@ import fnmatch
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from starlette.routing import Route, WebSocketRoute
@@ -29,7 +30,11 @@ def manifests() -> dict[str, dict]:
 
 
 def app_paths() -> set[str]:
-    env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "t", "GEMINI_API_KEY": "k"}
+    env = {
+        "PUBLIC_URL": "https://x.example.com",
+        "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",
+        "GEMINI_API_KEY": "gemini-key-for-tests",
+    }
     settings = load_settings(env, env_file=None)
     app = create_app(Services.build(settings, endpoint_from_settings(settings)))
     return {r.path for r in app.routes if isinstance(r, Route | WebSocketRoute)}
@@ -48,6 +53,7 @@ def test_every_manifest_parses_and_the_set_is_complete() -> None:
         "Secret",
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
     }
     names = {doc["metadata"]["name"] for doc in docs.values()}
     assert names == {"gemini-phone-bridge"}
@@ -77,13 +83,54 @@ def test_deployment_probes_ports_env_and_grace_match_the_app() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
+def test_the_pod_runs_with_the_least_it_needs() -> None:
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False  # it never calls the Kubernetes API
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsUser"] != 0
+    context = container["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"]} and "add" not in context["capabilities"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+
+
+def test_the_network_policy_lets_in_the_ingress_and_out_dns_and_https_only() -> None:
+    docs = manifests()
+    policy = docs["NetworkPolicy"]["spec"]
+    labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    (inbound,) = policy["ingress"]
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in inbound["from"]
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}  # Twilio via the ingress; /metrics
+    assert all("podSelector" in peer and "ipBlock" not in peer for peer in inbound["from"])
+    assert inbound["ports"] == [{"port": "http", "protocol": "TCP"}]
+    ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    (https,) = [r for r in policy["egress"] if r["ports"] == [{"port": 443, "protocol": "TCP"}]]
+    blocks = {peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in https["to"]}
+    # Public addresses only: not the cluster, nor the cloud's metadata server.
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= blocks[
+        "0.0.0.0/0"
+    ]
+
+
 def test_service_ingress_and_autoscaler_point_at_real_things() -> None:
     docs = manifests()
     paths = app_paths()
     ingress_paths = [
         p["path"] for rule in docs["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]
     ]
-    assert set(ingress_paths) == {"/api/inbound-call", "/voice-stream"} <= paths
+    assert set(ingress_paths) == {"/api/inbound-call", "/voice-stream", "/api/call-status"} <= paths
+    # Twilio is told to call back at these: every one must reach the pod.
+    env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "twilio-auth-token-123"}
+    settings = load_settings({**env, "GEMINI_API_KEY": "gemini-key-for-tests"}, env_file=None)
+    for url in (settings.status_callback_url, settings.stream_url):
+        assert urlsplit(url).path in ingress_paths
     annotations = docs["Ingress"]["metadata"]["annotations"]
     assert (
         int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600

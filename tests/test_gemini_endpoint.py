@@ -16,7 +16,7 @@ from bridge.gemini.endpoint import (
     vertex_url,
 )
 
-BASE = {"PUBLIC_URL": "https://b.example.com", "TWILIO_AUTH_TOKEN": "tok"}
+BASE = {"PUBLIC_URL": "https://b.example.com", "TWILIO_AUTH_TOKEN": "twilio-auth-token-123"}
 
 
 class FakeCredentials:
@@ -41,11 +41,11 @@ class FakeCredentials:
 
 
 def test_ai_studio_endpoint_sends_the_key_in_a_header() -> None:
-    settings = load_settings({**BASE, "GEMINI_API_KEY": "AIza-secret"}, env_file=None)
+    settings = load_settings({**BASE, "GEMINI_API_KEY": "AIza-secret-gemini-key"}, env_file=None)
     endpoint = endpoint_from_settings(settings)
     assert endpoint.url == AI_STUDIO_URL and "key=" not in endpoint.url
     assert endpoint.model_resource == "models/gemini-3.8-live"
-    assert asyncio.run(endpoint.auth.headers()) == {"x-goog-api-key": "AIza-secret"}
+    assert asyncio.run(endpoint.auth.headers()) == {"x-goog-api-key": "AIza-secret-gemini-key"}
     assert "AIza" not in repr(endpoint.auth)
 
 
@@ -67,7 +67,11 @@ def test_vertex_endpoint_model_path_and_region() -> None:
 
 
 def test_gemini_live_url_replaces_the_endpoint_with_the_same_auth() -> None:
-    env = {**BASE, "GEMINI_API_KEY": "k", "GEMINI_LIVE_URL": "ws://127.0.0.1:9/ws/x"}
+    env = {
+        **BASE,
+        "GEMINI_API_KEY": "gemini-key-for-tests",
+        "GEMINI_LIVE_URL": "ws://127.0.0.1:9/ws/x",
+    }
     endpoint = endpoint_from_settings(load_settings(env, env_file=None))
     assert endpoint.url == "ws://127.0.0.1:9/ws/x" and isinstance(endpoint.auth, ApiKeyAuth)
 
@@ -134,7 +138,7 @@ def test_a_vertex_model_path_with_an_ai_studio_key_is_refused_naming_the_setting
 
     env = {
         **BASE,
-        "GEMINI_API_KEY": "k",
+        "GEMINI_API_KEY": "gemini-key-for-tests",
         "GEMINI_MODEL": "publishers/google/models/gemini-3.8-live",
     }
     with pytest.raises(ConfigError) as info:

@@ -16,13 +16,13 @@ from bridge.gemini.protocol import (
     text_input_message,
 )
 from bridge.gemini.session import GeminiSession, GeminiSetupError
-from bridge.testing.emulator import EmulatorOptions, GeminiEmulator
+from bridge.testing.emulator import DEFAULT_API_KEY, EmulatorOptions, GeminiEmulator
 
 CONFIG = SessionConfig(model="models/gemini-3.8-live", voice="Kore", system_prompt="Be brief.")
 
 
 def endpoint(
-    url: str, key: str = "emulator-key", model: str = "models/gemini-3.8-live"
+    url: str, key: str = DEFAULT_API_KEY, model: str = "models/gemini-3.8-live"
 ) -> GeminiEndpoint:
     return GeminiEndpoint(url=url, model_resource=model, auth=ApiKeyAuth(key), backend="ai_studio")
 
@@ -66,7 +66,7 @@ def test_the_emulator_sends_json_in_binary_frames_as_gemini_does() -> None:
     async def scenario() -> None:
         async with GeminiEmulator() as emulator:
             async with websockets.connect(
-                emulator.url, additional_headers={"x-goog-api-key": "emulator-key"}
+                emulator.url, additional_headers={"x-goog-api-key": DEFAULT_API_KEY}
             ) as ws:
                 await ws.send(setup_message(CONFIG))
                 raw = await asyncio.wait_for(ws.recv(), 5)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from bridge.twilio.media_streams import (
+    MAX_MEDIA_PAYLOAD_BYTES,
     MAX_MESSAGE_BYTES,
     Clear,
     Connected,
@@ -144,6 +145,28 @@ def test_size_cap() -> None:
     )
     with pytest.raises(ProtocolError, match="cap"):
         parse_twilio_event(big)
+
+
+def test_a_media_payload_over_half_a_second_is_refused_on_both_paths() -> None:
+    largest = media_event(
+        stream_sid=STREAM,
+        sequence_number=2,
+        chunk=1,
+        timestamp_ms=0,
+        ulaw=b"\xff" * MAX_MEDIA_PAYLOAD_BYTES,
+    )
+    assert len(parse_twilio_event(largest).payload) == MAX_MEDIA_PAYLOAD_BYTES  # type: ignore[union-attr]
+    over = media_event(
+        stream_sid=STREAM,
+        sequence_number=2,
+        chunk=1,
+        timestamp_ms=0,
+        ulaw=b"\xff" * (MAX_MEDIA_PAYLOAD_BYTES + 1),
+    )
+    unusual = json.dumps(json.loads(over))  # not Twilio's own layout: the general path
+    for frame in (over, unusual):
+        with pytest.raises(ProtocolError, match=f"over the {MAX_MEDIA_PAYLOAD_BYTES}-byte cap"):
+            parse_twilio_event(frame)
 
 
 def test_bridge_messages_are_what_twilio_accepts() -> None:

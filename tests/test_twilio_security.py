@@ -76,3 +76,11 @@ def test_token_from_another_secret_or_tampered_expiry_fails() -> None:
     assert StreamTokens("secret-a", clock=clock).verify(extended, CALL, "", "") is not None
     for garbage in ("", ".", "abc.def", "1." + "x" * 300):
         assert StreamTokens("secret-a", clock=clock).verify(garbage, CALL, "", "") is not None
+
+
+def test_a_token_that_is_not_ascii_is_malformed_not_a_crash() -> None:
+    clock = Clock(1_000_000.0)
+    tokens = StreamTokens("secret", clock=clock)
+    expiry = tokens.mint(CALL, "", "").partition(".")[0]
+    for token in (f"{expiry}.é-ünïcode", "١٢٣.abc", f"{expiry}.abc\udcff"):
+        assert tokens.verify(token, CALL, "", "") == "malformed stream token"

@@ -72,7 +72,7 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
 
     port = free_port()
     (outside / ".env").write_text(
-        f"PUBLIC_URL=http://127.0.0.1:{port}\nTWILIO_AUTH_TOKEN=tok\nGEMINI_API_KEY=key\n"
+        f"PUBLIC_URL=http://127.0.0.1:{port}\nTWILIO_AUTH_TOKEN=twilio-auth-token-123\nGEMINI_API_KEY=gemini-key-for-tests\n"
         "GEMINI_LIVE_URL=ws://127.0.0.1:9/unreachable\nLOG_FORMAT=text\nDRAIN_TIMEOUT=0\n"
     )
     server = subprocess.Popen(
@@ -91,7 +91,7 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
             data=urllib.parse.urlencode(params).encode(),
             headers={
                 "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": RequestValidator("tok").compute_signature(url, params),
+                "X-Twilio-Signature": RequestValidator("twilio-auth-token-123").compute_signature(url, params),
             },
         )
 

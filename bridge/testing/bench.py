@@ -43,8 +43,9 @@ from ..audio import ulaw_to_pcm16
 from ..audio.resample import Downsampler3x, Upsampler2x
 from .bench_callers import FRAME_BYTES, FRAME_S, CallTrace, caller_signal, run_callers
 from .loop_stalls import LoopStalls, worst_ms
+from .served import stop_process
 
-API_KEY = "bench-key"
+API_KEY = "bench-offline-gemini-key"
 RELAY_AUDIO = "relay+audio"  # the bare relay converting the audio as the bridge does
 LATE_S = 0.060
 PLAYOUT_BUFFER_S = 0.040  # the caller's jitter buffer: audio plays this long after it arrives
@@ -218,12 +219,7 @@ def server(
         time.sleep(0.3)  # imports settled
         yield ServerProcess(process, url, url if mode == "bridge" else None)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=30)
 
 
 # --- one step: N calls through one kind of server ----------------------------------------------

@@ -254,6 +254,17 @@ class SimulatedCaller:
         finally:
             await self.hang_up()
 
+    def start_frames(self, parameters: dict[str, str] | None = None) -> list[str]:
+        """What Twilio sends first on the stream: ``connected``, then ``start`` with the
+        TwiML's Parameters (or ``parameters``)."""
+        start = start_event(
+            stream_sid=self.stream_sid,
+            call_sid=self.call_sid,
+            account_sid=self.account_sid,
+            custom_parameters=self.parameters if parameters is None else parameters,
+        )
+        return [connected_event(), start]
+
     async def open_stream(self, *, before_start: tuple[str, ...] = ()) -> None:
         """Connect and start; ``before_start`` frames go between ``connected`` and ``start``."""
         headers = {}
@@ -266,17 +277,9 @@ class SimulatedCaller:
         )
         self._seq = 1
         try:
-            await self._ws.send(connected_event())
-            for frame in before_start:
+            connected, start = self.start_frames()
+            for frame in (connected, *before_start, start):
                 await self._ws.send(frame)
-            await self._ws.send(
-                start_event(
-                    stream_sid=self.stream_sid,
-                    call_sid=self.call_sid,
-                    account_sid=self.account_sid,
-                    custom_parameters=self.parameters,
-                )
-            )
         except ConnectionClosed:  # the bridge refused the stream at once
             self._record_close()
             self._closed.set()

@@ -83,6 +83,10 @@ INPUT_RATE = 16000
 OUTPUT_RATE = 24000
 
 
+# What `bridge emulator` expects by default; long enough for the bridge's secret policy.
+DEFAULT_API_KEY = "offline-emulator-key"
+
+
 def bundled_reply() -> bytes:
     """An assistant's spoken answer, 24 kHz PCM16 mono (~12 s)."""
     return resources.files("bridge.testing").joinpath("data/assistant_reply_24k.pcm").read_bytes()
@@ -125,7 +129,7 @@ class ScriptedToolCall:
 
 @dataclass
 class EmulatorOptions:
-    api_key: str | None = "emulator-key"  # expected x-goog-api-key; None accepts any
+    api_key: str | None = DEFAULT_API_KEY  # expected x-goog-api-key; None accepts any
     bearer_token: str | None = None  # expected Authorization: Bearer (Vertex)
     reply_pcm: bytes | None = None  # 24 kHz PCM16; the bundled answer when None
     reply_seconds: float | None = None  # cut each answer to this length

@@ -15,12 +15,10 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-import uvicorn
-
 from ..app import create_app
 from ..config import Settings, load_settings
 from ..gemini.endpoint import endpoint_from_settings
-from ..server import DrainingServer
+from ..server import DrainingServer, uvicorn_config
 from ..services import Services
 from .caller import SimulatedCaller
 from .emulator import EmulatorOptions, GeminiEmulator
@@ -56,15 +54,7 @@ async def serve_app(
     app: object, sock: socket.socket, drain: Callable[[], Awaitable[None]] | None = None
 ) -> AsyncIterator[DrainingServer]:
     """Run uvicorn (draining as in production) on an already-bound socket."""
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        log_config=None,
-        log_level="warning",
-        ws="websockets-sansio",
-        ws_max_size=128 * 1024,
-        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
-        access_log=False,
-    )
+    config = uvicorn_config(app, log_level="warning", access_log=False)
     server = DrainingServer(config, drain or _nothing_to_drain, freeze_startup_objects=False)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     try:

@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from ..audio import CallerAudioStream, ModelAudioStream
 from ..config import DEFAULT_MODEL
 from ..gemini.protocol import SessionConfig, audio_input_message, setup_message
+from ..server import uvicorn_config
 from ..twilio.media_streams import media_message
 
 
@@ -133,17 +134,9 @@ def main() -> None:
         "--convert-audio", action="store_true", help="convert the audio as the bridge does"
     )
     args = parser.parse_args()
-    # The bridge's own uvicorn settings (bridge/cli.py), so only the app differs.
-    uvicorn.run(
-        relay_app(args.gemini_url, args.api_key, convert_audio=args.convert_audio),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        log_level="warning",
-        ws="websockets-sansio",
-        ws_max_size=128 * 1024,
-        lifespan="off",
-    )
+    # The bridge's own uvicorn settings, so only the app differs.
+    app = relay_app(args.gemini_url, args.api_key, convert_audio=args.convert_audio)
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ async def server_process(emulator: GeminiEmulator, auth_token: str) -> AsyncIter
         },
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TWILIO_AUTH_TOKEN": auth_token,
-        "GEMINI_API_KEY": "soak-key",
+        "GEMINI_API_KEY": "soak-offline-gemini-key",
         "GEMINI_LIVE_URL": emulator.url,
         "GEMINI_STALL_TIMEOUT": "2",
         "GREETING": "",  # the callers speak first; greetings are tested on their own
@@ -236,7 +236,7 @@ async def run_soak(
 ) -> SoakReport:
     report = SoakReport()
     started = time.monotonic()
-    token = "soak-auth-token"
+    token = "soak-twilio-auth-token"
     hi = load_speech("caller_barge_in.wav")[: 8000 * 1]  # about a second of speech
     question = load_speech("caller_barge_in.wav")
     expected = _expected_voiced_frames()

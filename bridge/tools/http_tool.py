@@ -5,11 +5,14 @@
 schema, sent to Gemini as ``parametersJsonSchema``. The bridge POSTs the
 model's arguments as JSON and hands the JSON answer back to the model; HTTP
 errors and timeouts become error payloads the model can speak about.
+
+A tool's headers usually carry its credentials, so its request goes to its own URL
+only: a redirect is an error (urllib would follow it to any host, headers and all,
+and to ``ftp://`` too), and the header values are scrubbed from the log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.error
@@ -19,12 +22,39 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError, ConfigErrors, read_json_file
+from ..thread_pools import tool_threads
 from .base import ToolError
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_ANSWER_BYTES = 64 * 1024
 SETTING = "TOOLS_FILE"
 FIELDS = ("name", "description", "parameters", "url", "timeout_s", "headers")
+# What http.client sends as a header: a token, and a value without control characters.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]{0,4096}")
+# Header values this short are no secret (a version, a flag), and scrubbing them from the
+# log would garble every line that holds those characters.
+MIN_SCRUBBED_CHARS = 6
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is the tool's answer (an HTTP error), not a new place to send to."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# http(s) only: no ftp://, file:// or data: handlers; proxies from the environment kept.
+_OPENER = urllib.request.OpenerDirector()
+for _handler in (
+    urllib.request.ProxyHandler(),
+    urllib.request.HTTPHandler(),
+    urllib.request.HTTPSHandler(),
+    urllib.request.HTTPDefaultErrorHandler(),
+    urllib.request.HTTPErrorProcessor(),
+    _RefuseRedirects(),
+):
+    _OPENER.add_handler(_handler)
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,7 @@ class HttpTool:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 body = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise ToolError(
@@ -70,7 +100,13 @@ class HttpTool:
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         timeout = self.timeout_s or 30.0
-        return await asyncio.to_thread(self._post, args, timeout)
+        return await tool_threads.run(self._post, args, timeout)
+
+    def secrets(self) -> list[str]:
+        """The header values, and the credential after an auth scheme (``Bearer x``: x)."""
+        values = [v.strip() for v in self.headers.values()]
+        values += [v.partition(" ")[2].strip() for v in values if " " in v]
+        return [v for v in values if len(v) >= MIN_SCRUBBED_CHARS]
 
 
 def load_http_tools(path: str) -> list[HttpTool]:
@@ -97,7 +133,7 @@ def _tool(where: str, entry: Any, taken: set[str], problems: list[str]) -> HttpT
         return None
     found = len(problems)
     name = entry.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         problems.append(f"{where}: name must be letters, digits and _ (at most 64)")
     elif name in ("end_call", "transfer_call") or name in taken:
         problems.append(f"{where}: the name {name} is already taken")
@@ -122,6 +158,14 @@ def _tool(where: str, entry: Any, taken: set[str], problems: list[str]) -> HttpT
     headers = entry.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(h, str) for h in headers.values()):
         problems.append(f"{where}: headers must map names to strings")
+    else:
+        for header, value in headers.items():
+            if not HEADER_NAME.fullmatch(header):
+                problems.append(f"{where}: {header[:64]!r} is not a header name")
+            elif not HEADER_VALUE.fullmatch(value):  # a pasted newline, say: never echo it
+                problems.append(
+                    f"{where}: the value of {header} has a line break or control character"
+                )
     if len(problems) > found:
         return None
     return HttpTool(

@@ -18,6 +18,9 @@ from typing import Any
 import pybase64
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a 20 ms media event is ~400 bytes; nothing legitimate is near this
+# Twilio's media payload is one 20 ms frame of 8 kHz μ-law, 160 bytes; half a second
+# leaves room for any framing it may choose, and no more (docs/security.md).
+MAX_MEDIA_PAYLOAD_BYTES = 4000
 
 
 class ProtocolError(ValueError):
@@ -159,6 +162,8 @@ def _usual_media(data: str) -> Media | None:
         audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return None
+    if len(audio) > MAX_MEDIA_PAYLOAD_BYTES:
+        return None  # the general way says why
     return Media(sid, int(sequence), track, int(chunk), int(timestamp), audio)
 
 
@@ -172,13 +177,19 @@ def parse_twilio_event(data: str | bytes) -> TwilioEvent:
         raise ProtocolError("'event' missing or not a string")
     if event == "media":
         media = _obj(message, "media")
+        payload = _b64(_str(media, "payload"), "payload")
+        if len(payload) > MAX_MEDIA_PAYLOAD_BYTES:
+            raise ProtocolError(
+                f"media payload of {len(payload)} bytes is over the {MAX_MEDIA_PAYLOAD_BYTES}-byte "
+                f"cap ({MAX_MEDIA_PAYLOAD_BYTES / 8000:g} s of audio)"
+            )
         return Media(
             stream_sid=_str(message, "streamSid"),
             sequence_number=_int(message, "sequenceNumber", 0),
             track=_str(media, "track", "inbound"),
             chunk=_int(media, "chunk", 0),
             timestamp_ms=_int(media, "timestamp", 0),
-            payload=_b64(_str(media, "payload"), "payload"),
+            payload=payload,
         )
     if event == "connected":
         return Connected(

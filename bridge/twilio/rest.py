@@ -1,7 +1,8 @@
 """Changing a live call through Twilio's REST API: hang up, or replace its TwiML.
 
-The twilio client is synchronous (requests), so every call runs in a thread
-with a timeout; the event loop never waits on Twilio's servers.
+The twilio client is synchronous (requests), so every call runs in a thread of the
+REST calls' own pool, with a timeout; the event loop never waits on Twilio's servers,
+and a slow tool can never hold up a hang-up.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import logging
 from typing import Any
 
 from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
+
+from ..thread_pools import twilio_rest_threads
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ class TwilioCallError(Exception):
 
 class TwilioCalls:
     def __init__(self, account_sid: str, auth_token: str, http_client: Any = None) -> None:
+        # requests waits forever by default: a thread of the small pool would be lost.
+        http_client = http_client or TwilioHttpClient(timeout=REST_TIMEOUT_S)
         self._client = Client(account_sid, auth_token, http_client=http_client)
 
     async def hang_up(self, call_sid: str) -> None:
@@ -45,7 +51,7 @@ class TwilioCalls:
             self._client.calls(call_sid).update(**changes)
 
         try:
-            await asyncio.wait_for(asyncio.to_thread(update), REST_TIMEOUT_S)
+            await asyncio.wait_for(twilio_rest_threads.run(update), REST_TIMEOUT_S)
         except TimeoutError:
             raise TwilioCallError(f"Twilio did not answer within {REST_TIMEOUT_S:g} s") from None
         except TwilioException as exc:

@@ -86,7 +86,8 @@ class StreamTokens:
     def verify(self, token: str, call_sid: str, from_: str, to: str) -> str | None:
         """None when the token is good (and now spent), else the reason it is not."""
         expiry_text, _, mac = token.partition(".")
-        if not (expiry_text.isascii() and expiry_text.isdigit() and mac and len(token) < 200):
+        # compare_digest raises on non-ASCII text: such a token is malformed, not a crash.
+        if not (token.isascii() and expiry_text.isdigit() and mac and len(token) < 200):
             return "malformed stream token"
         expiry = int(expiry_text)
         if not hmac.compare_digest(mac, self._mac(expiry, call_sid, from_, to)):

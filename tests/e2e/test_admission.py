@@ -192,7 +192,9 @@ def test_calls_left_at_drain_timeout_hear_a_goodbye_then_hang_up(with_rest: bool
 
 def test_sigterm_drains_a_real_server_process() -> None:
     async def scenario() -> None:
-        async with GeminiEmulator(EmulatorOptions(api_key="k-1", reply_seconds=1.0)) as emulator:
+        async with GeminiEmulator(
+            EmulatorOptions(api_key="gemini-key-for-sigterm", reply_seconds=1.0)
+        ) as emulator:
             import socket
 
             with socket.socket() as sock:
@@ -205,8 +207,8 @@ def test_sigterm_drains_a_real_server_process() -> None:
                     if not k.startswith(("GEMINI_", "TWILIO_", "GOOGLE_", "PUBLIC_"))
                 },
                 "PUBLIC_URL": f"http://127.0.0.1:{port}",
-                "TWILIO_AUTH_TOKEN": "auth-tok",
-                "GEMINI_API_KEY": "k-1",
+                "TWILIO_AUTH_TOKEN": "twilio-auth-for-sigterm",
+                "GEMINI_API_KEY": "gemini-key-for-sigterm",
                 "GEMINI_LIVE_URL": emulator.url,
                 "DRAIN_TIMEOUT": "1",
             }
@@ -227,7 +229,7 @@ def test_sigterm_drains_a_real_server_process() -> None:
                 text=True,
             )
             try:
-                caller = SimulatedCaller(f"http://127.0.0.1:{port}", "auth-tok")
+                caller = SimulatedCaller(f"http://127.0.0.1:{port}", "twilio-auth-for-sigterm")
                 for _ in range(100):
                     try:
                         await caller.fetch_twiml()

@@ -288,11 +288,11 @@ def test_stats_and_metrics_show_the_call() -> None:
 
 def test_operator_token_guards_stats_and_metrics() -> None:
     async def scenario() -> None:
-        async with loopback_deployment(env={"OPERATOR_TOKEN": "op-secret-123"}) as d:
+        async with loopback_deployment(env={"OPERATOR_TOKEN": "operator-secret-123"}) as d:
             for path in ("/api/calls/stats", "/metrics"):
                 assert (await aget(d, path))[0] == 401
                 assert (await aget(d, path, token="wrong"))[0] == 401
-                assert (await aget(d, path, token="op-secret-123"))[0] == 200
+                assert (await aget(d, path, token="operator-secret-123"))[0] == 200
             assert (await aget(d, "/health"))[0] == 200
 
     run(scenario())
@@ -300,7 +300,7 @@ def test_operator_token_guards_stats_and_metrics() -> None:
 
 def test_gemini_unavailable_ends_the_stream_so_twilio_plays_the_apology() -> None:
     async def scenario() -> None:
-        async with loopback_deployment(env={"GEMINI_API_KEY": "wrong-key-abc"}) as d:
+        async with loopback_deployment(env={"GEMINI_API_KEY": "wrong-gemini-key-abc"}) as d:
             caller = d.caller()
             await caller.fetch_twiml()
             # The apology follows </Connect>: Twilio speaks it once the stream closes.

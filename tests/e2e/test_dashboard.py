@@ -120,7 +120,7 @@ def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_end
 
 def test_dashboard_with_an_operator_token_asks_the_browser_to_log_in() -> None:
     async def scenario() -> None:
-        token = "op-secret-123"
+        token = "operator-secret-123"
         async with loopback_deployment(env={"OPERATOR_TOKEN": token}) as d:
             url = f"{d.public_url}/dashboard"
 

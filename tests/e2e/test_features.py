@@ -297,9 +297,14 @@ def test_keypad_digits_reach_the_model_as_text() -> None:
     run(scenario())
 
 
-def test_transcripts_in_stats_and_one_log_record_per_call() -> None:
+@pytest.mark.parametrize("log_transcripts", [False, True], ids=["default", "LOG_TRANSCRIPTS"])
+def test_transcripts_in_stats_and_one_log_record_per_call_only_when_asked(
+    log_transcripts: bool,
+) -> None:
+    env = {"LOG_TRANSCRIPTS": "true"} if log_transcripts else {}
+
     async def scenario() -> list[dict]:
-        async with loopback_deployment(EmulatorOptions(reply_seconds=1.0)) as d:
+        async with loopback_deployment(EmulatorOptions(reply_seconds=1.0), env=env) as d:
             caller = d.caller()
             with json_log_lines() as lines:
                 async with caller.dial() as call:
@@ -317,10 +322,14 @@ def test_transcripts_in_stats_and_one_log_record_per_call() -> None:
             return [{**line, "expected_sid": caller.call_sid} for line in lines]
 
     lines = run(scenario())
-    (logged,) = [line for line in lines if line.get("event") == "transcript"]
+    logged = [line for line in lines if line.get("event") == "transcript"]
+    if not log_transcripts:  # caller speech stays off the log unless asked for
+        assert logged == [] and "Thanks for calling" not in json.dumps(lines)
+        return
+    (record,) = logged
     # The transcript is in the record once (its data), not again in its message.
-    assert json.dumps(logged).count("Thanks for calling") == 1
-    assert logged["call_sid"] == logged["expected_sid"] and len(logged["data"]["turns"]) == 2
+    assert json.dumps(record).count("Thanks for calling") == 1
+    assert record["call_sid"] == record["expected_sid"] and len(record["data"]["turns"]) == 2
 
 
 def test_personas_by_called_number_and_vad_settings(tmp_path: Path) -> None:
