@@ -15,18 +15,18 @@ PROG = "gemini-phone-bridge"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import create_app
     from .audio import resample
-    from .config import load_settings
     from .gemini.endpoint import endpoint_from_settings
-    from .logs import configure_logging
-    from .operator_auth import GUARD_WITHOUT_TOKEN, is_loopback
-    from .server import DrainingServer, uvicorn_config
-    from .services import Services
-    from .startup_summary import summary_lines
+    from .observability.logs import configure_logging
+    from .runtime.loading import load
+    from .runtime.server import DrainingServer, uvicorn_config
+    from .runtime.services import Services
+    from .runtime.startup_summary import summary_lines
+    from .web.app import create_app
+    from .web.operator_auth import GUARD_WITHOUT_TOKEN, is_loopback
 
     try:
-        settings = load_settings()
+        settings = load()
         configure_logging(
             settings.log_level, settings.secrets(), settings.log_format, settings.log_probes
         )
@@ -82,17 +82,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import run_checks
-    from .logs import configure_logging
+    from .commands.check import run_checks
+    from .observability.logs import configure_logging
 
     configure_logging("ERROR", fmt="text")  # the results are the output; the log is for faults
     return asyncio.run(run_checks())
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions
-    from .demo import main as demo_main
-    from .logs import configure_logging
+    from .commands.demo import DemoOptions
+    from .commands.demo import main as demo_main
+    from .observability.logs import configure_logging
 
     configure_logging("DEBUG" if args.verbose else "WARNING", fmt="text")
     return demo_main(
@@ -106,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from .logs import configure_logging
+    from .observability.logs import configure_logging
     from .testing.emulator import DEFAULT_API_KEY, EmulatorOptions, FaultPlan, GeminiEmulator
 
     configure_logging("INFO", fmt="text")
@@ -161,7 +161,7 @@ DEV_SOFTPHONE=true
 
 
 def _dev_phone(args: argparse.Namespace) -> int:
-    from .dev_phone import run
+    from .commands.dev_phone import run
 
     return run(args.host, args.port)
 

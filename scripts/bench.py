@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.testing.bench import (
+from benchmarks.bench import (
     LADDER,
     RELAY_AUDIO,
     StepResult,

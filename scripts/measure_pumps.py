@@ -27,18 +27,18 @@ import uvloop
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks.bench_callers import caller_signal
+from benchmarks.relay import relay_down, relay_up
 from bridge.audio import CallerAudioStream, ModelAudioStream, ulaw_to_pcm16
-from bridge.audio_pace import AudioPace
-from bridge.call_bridge import FLOOD_BURST, FLOOD_RATE, CallBridge
-from bridge.calls import CallRecord
+from bridge.call.audio_pace import AudioPace
+from bridge.call.bridge import FLOOD_BURST, FLOOD_RATE, CallBridge
+from bridge.call.rate_limit import TokenBucket
+from bridge.call.registry import CallRecord
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
 from bridge.gemini.link import GeminiLink
 from bridge.gemini.protocol import SessionConfig, server_content_message
 from bridge.gemini.session import GeminiSession
-from bridge.metrics import BridgeMetrics
-from bridge.rate_limit import TokenBucket
-from bridge.testing.bench_callers import caller_signal
-from bridge.testing.relay import relay_down, relay_up
+from bridge.observability.metrics import BridgeMetrics
 from bridge.twilio.media_streams import media_event
 
 STREAM_SID = "MZ" + "0" * 32

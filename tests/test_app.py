@@ -6,11 +6,11 @@ import logging
 
 from starlette.testclient import TestClient
 
-from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.gemini.endpoint import endpoint_from_settings
-from bridge.logs import REDACTED, JsonFormatter, RedactingFormatter
-from bridge.services import Services
+from bridge.observability.logs import REDACTED, JsonFormatter, RedactingFormatter
+from bridge.runtime.services import Services
+from bridge.web.app import create_app
 
 ENV = {
     "PUBLIC_URL": "https://b.example.com",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.audio_pace import AudioPace
+from bridge.call.audio_pace import AudioPace
 from tests.fakes import Clock
 
 FRAME = 160  # 20 ms of 8 kHz μ-law

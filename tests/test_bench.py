@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.testing.bench import _content_check, _frame_times, _search
-from bridge.testing.bench_callers import FRAME_BYTES, caller_signal
+from benchmarks.bench import _content_check, _frame_times, _search
+from benchmarks.bench_callers import FRAME_BYTES, caller_signal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,8 @@ def test_content_check_finds_frames_out_of_place_and_other_calls_audio() -> None
 
 
 def test_the_bare_relays_mulaw_comes_back_as_24_khz_pcm_and_passes_the_content_check() -> None:
+    from benchmarks.bench import PCM24K_FRAME_BYTES
     from bridge.audio import ulaw_to_pcm16
-    from bridge.testing.bench import PCM24K_FRAME_BYTES
     from bridge.testing.emulator import _Echo
 
     frames = 200
@@ -146,7 +146,7 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
 ) -> None:
     from types import SimpleNamespace
 
-    from bridge.testing import bench
+    from benchmarks import bench
 
     ran: list[tuple[str, int]] = []
     hiccups = {("b", 50)}  # one slow spell: the first try of b at 50 calls fails
@@ -170,7 +170,7 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
 def test_cpu_against_the_relay_compares_passing_steps_at_equal_calls() -> None:
     from types import SimpleNamespace
 
-    from bridge.testing.bench import cpu_against_relay
+    from benchmarks.bench import cpu_against_relay
 
     def step(name: str, calls: int, cpu: float, passed: bool = True) -> SimpleNamespace:
         return SimpleNamespace(name=name, calls=calls, cpu_s_per_call_minute=cpu, passed=passed)
@@ -197,7 +197,7 @@ def test_a_load_process_notes_when_its_event_loop_was_held_up() -> None:
     import asyncio
     import time
 
-    from bridge.testing.loop_stalls import LoopStalls, worst_ms
+    from benchmarks.loop_stalls import LoopStalls, worst_ms
 
     def hold_the_loop() -> None:
         time.sleep(0.06)  # what a long callback, or a busy host, does to the loop
@@ -220,7 +220,7 @@ def test_a_load_process_notes_when_its_event_loop_was_held_up() -> None:
 
 
 def test_the_worst_stall_counts_only_the_steps_window() -> None:
-    from bridge.testing.loop_stalls import worst_ms
+    from benchmarks.loop_stalls import worst_ms
 
     noted = [(10.0, 0.030), (12.0, 0.012), (15.5, 0.050)]
     assert worst_ms(noted, 11.0, 15.0) == 12.0

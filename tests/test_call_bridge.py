@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from bridge.audio import ModelAudioStream
-from bridge.call_bridge import CallEnd
+from bridge.call.bridge import CallEnd
 
 from .test_measure_pumps import load_script
 

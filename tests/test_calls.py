@@ -1,6 +1,6 @@
 """The registry behind /api/calls/stats."""
 
-from bridge.calls import CallRegistry, mask_number
+from bridge.call.registry import CallRegistry, mask_number
 
 
 def test_numbers_are_masked() -> None:

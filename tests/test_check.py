@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from bridge.check import run_checks
+from bridge.commands.check import run_checks
 from bridge.testing.emulator import EmulatorOptions, GeminiEmulator
 from bridge.testing.twilio_rest import IncomingNumber, TwilioRestFake
 
@@ -15,7 +15,9 @@ ACCOUNT = "AC" + "3" * 32
 NUMBER = "+14155550100"
 
 
-def scenario(env: dict[str, str], rest: TwilioRestFake, emulator_key: str = "gemini-key-for-tests-1") -> tuple[int, list[str]]:
+def scenario(
+    env: dict[str, str], rest: TwilioRestFake, emulator_key: str = "gemini-key-for-tests-1"
+) -> tuple[int, list[str]]:
     async def run() -> tuple[int, list[str]]:
         async with GeminiEmulator(EmulatorOptions(api_key=emulator_key)) as emulator:
             lines: list[str] = []
@@ -50,7 +52,10 @@ def test_a_working_setup_passes_every_check_with_one_line_each(tmp_path: Path) -
     assert "(default assistant): setupComplete in " in gemini[0]
     assert "voice Kore, tools end_call" in gemini[0]
     assert "(+14155550111)" in gemini[1] and "voice Puck, tools none" in gemini[1]
-    assert lines[-2] == f"ok    Twilio credentials: account {ACCOUNT} (My first Twilio account) is active"
+    assert (
+        lines[-2]
+        == f"ok    Twilio credentials: account {ACCOUNT} (My first Twilio account) is active"
+    )
     assert lines[-1] == (
         f"ok    Twilio number {NUMBER}: voice webhook is POST https://voice.example.com/api/inbound-call"
     )
@@ -72,8 +77,13 @@ def test_a_wrong_model_key_token_or_webhook_each_fail_in_their_own_line() -> Non
     assert status == 1
     (gemini,) = [line for line in lines if "Gemini" in line]
     assert "1007 API key not valid" in gemini and "gemini-key-for-tests-1" not in gemini
-    assert lines[-1].startswith(f"FAIL  Twilio number {NUMBER}: its voice webhook ('A call comes in') is ")
-    assert "POST https://old.example.com/voice, not POST https://voice.example.com/api/inbound-call" in lines[-1]
+    assert lines[-1].startswith(
+        f"FAIL  Twilio number {NUMBER}: its voice webhook ('A call comes in') is "
+    )
+    assert (
+        "POST https://old.example.com/voice, not POST https://voice.example.com/api/inbound-call"
+        in lines[-1]
+    )
 
 
 def test_without_an_account_sid_the_twilio_checks_are_skipped_not_failed() -> None:

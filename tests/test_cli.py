@@ -106,6 +106,7 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+
     def health() -> object:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
             return json.loads(response.read())

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import DEFAULT_MODEL, ConfigError, ConfigErrors, error_lines, load_settings
-from bridge.config_docs import env_example, with_readme_table
+from bridge.config import DEFAULT_MODEL, ConfigError, ConfigErrors, error_lines
+from bridge.config.docs import env_example, with_readme_table
+from bridge.runtime.loading import load as load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {
@@ -124,7 +125,10 @@ def test_a_public_url_twilio_cannot_use_is_refused() -> None:
 
 def test_a_system_prompt_file_that_cannot_be_read_is_named_by_its_path(tmp_path: Path) -> None:
     (line,) = problems(SYSTEM_PROMPT_FILE=str(tmp_path / "missing.txt"))
-    assert line == f"SYSTEM_PROMPT_FILE: cannot read {tmp_path / 'missing.txt'}: No such file or directory"
+    assert (
+        line
+        == f"SYSTEM_PROMPT_FILE: cannot read {tmp_path / 'missing.txt'}: No such file or directory"
+    )
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     assert problems(SYSTEM_PROMPT_FILE=str(empty)) == [f"SYSTEM_PROMPT_FILE: {empty} is empty"]
@@ -236,4 +240,8 @@ def test_env_example_copied_to_env_and_filled_in_is_a_working_configuration(tmp_
     (tmp_path / ".env").write_text(env_example())
     with pytest.raises(ConfigErrors) as info:
         load_settings({}, env_file=tmp_path / ".env")
-    assert [e.name for e in info.value.errors] == ["PUBLIC_URL", "TWILIO_AUTH_TOKEN", "GEMINI_API_KEY"]
+    assert [e.name for e in info.value.errors] == [
+        "PUBLIC_URL",
+        "TWILIO_AUTH_TOKEN",
+        "GEMINI_API_KEY",
+    ]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bridge.dev_phone import TwilioNumber
+from bridge.commands.dev_phone import TwilioNumber
 from bridge.testing.twilio_rest import IncomingNumber, TwilioRestFake
 
 ACCOUNT = "AC" + "1" * 32

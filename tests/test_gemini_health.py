@@ -1,6 +1,6 @@
 """When /ready says Gemini is failing: the last setups all failed, until one succeeds."""
 
-from bridge.gemini_health import GeminiHealth
+from bridge.gemini.health import GeminiHealth
 from tests.fakes import Clock
 
 
@@ -31,7 +31,7 @@ def test_failing_after_three_failures_in_a_row_until_one_succeeds() -> None:
 def test_one_personas_broken_setup_does_not_keep_the_pod_unready() -> None:
     import asyncio
 
-    from bridge.gemini_watch import GeminiWatch, ProbeResult
+    from bridge.gemini.watch import GeminiWatch, ProbeResult
 
     results = [ProbeResult("every number", True, "ok"), ProbeResult("+1415", False, "1008")]
 

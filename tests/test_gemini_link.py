@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from bridge.call.transcript import Transcript
+from bridge.call.turn_state import TurnState
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
 from bridge.gemini.link import GeminiLink, LinkPolicy
 from bridge.gemini.protocol import (
@@ -14,8 +16,6 @@ from bridge.gemini.protocol import (
     go_away_message,
     parse_server_message,
 )
-from bridge.transcript import Transcript
-from bridge.turn_state import TurnState
 from tests.fakes import QUIET, VOICE, Clock, feed
 
 POLICY = LinkPolicy(stall_timeout_s=6.0, supervise_every_s=0.1, idle_check_s=1.0)

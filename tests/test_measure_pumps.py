@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from bridge.call_bridge import CallEnd
+from bridge.call.bridge import CallEnd
 
 
 def load_script() -> ModuleType:

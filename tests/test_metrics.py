@@ -2,7 +2,7 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.metrics import BridgeMetrics
+from bridge.observability.metrics import BridgeMetrics
 
 
 def test_per_frame_counts_and_latencies_are_exported_as_prometheus_would() -> None:
@@ -42,8 +42,17 @@ def test_dropped_frames_are_whole_frames_and_the_process_series_are_there() -> N
     metrics.frames_cleared.inc(0.75)
     metrics.frames_interrupted.inc(480 / 3 / 160 * 2.5)
     families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
-    dropped = {s.labels["reason"]: s.value for s in families["bridge_frames_dropped"].samples if s.name.endswith("_total")}
+    dropped = {
+        s.labels["reason"]: s.value
+        for s in families["bridge_frames_dropped"].samples
+        if s.name.endswith("_total")
+    }
     assert dropped == {"cleared": 13, "interrupted": 2}
-    assert "bridge_frames_dropped_total{reason=\"cleared\"} 13.0" in metrics.render().decode()
-    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds", "process_start_time_seconds"):
+    assert 'bridge_frames_dropped_total{reason="cleared"} 13.0' in metrics.render().decode()
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ):
         assert families[name].samples[0].value > 0

@@ -1,6 +1,6 @@
 """Playback bookkeeping: what is still queued at Twilio, from mark echoes and the clock."""
 
-from bridge.playback import UNMARKED_GRACE_S, PlaybackTracker
+from bridge.call.playback import UNMARKED_GRACE_S, PlaybackTracker
 from tests.fakes import Clock
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.rate_limit import TokenBucket
+from bridge.call.rate_limit import TokenBucket
 
 
 class Clock:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bridge.config import ConfigError, load_settings, single_errors
-from bridge.secret_policy import MIN_SECRET_CHARS, weak_secret_problem, weak_secrets
+from bridge.config.secret_policy import MIN_SECRET_CHARS, weak_secret_problem, weak_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 

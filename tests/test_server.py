@@ -9,7 +9,7 @@ import socket
 import uvicorn
 from starlette.applications import Starlette
 
-from bridge.server import DrainingServer
+from bridge.runtime.server import DrainingServer
 
 
 async def _nothing() -> None:

@@ -8,17 +8,17 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-import bridge.stream_start
-from bridge.admission import UnauthenticatedStreams
-from bridge.config import load_settings
-from bridge.gemini.endpoint import endpoint_from_settings
-from bridge.services import Services
-from bridge.stream_start import (
+import bridge.call.stream_start
+from bridge.call.admission import UnauthenticatedStreams
+from bridge.call.stream_start import (
     PRE_START_MAX_FRAME_BYTES,
     Rejection,
     StreamRejected,
     authenticated_start,
 )
+from bridge.config import load_settings
+from bridge.gemini.endpoint import endpoint_from_settings
+from bridge.runtime.services import Services
 from bridge.twilio.media_streams import connected_event, media_event, start_event
 
 ENV = {
@@ -87,7 +87,7 @@ def test_only_one_connected_and_nothing_else_before_start() -> None:
 
 
 def test_no_start_in_time_is_a_1008(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bridge.stream_start, "START_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(bridge.call.stream_start, "START_TIMEOUT_S", 0.05)
     s = services()
     late = rejection(frames(connected_event()), s)
     assert late.code == 1008 and late.metric == Rejection.UNAUTHENTICATED

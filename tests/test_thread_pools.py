@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from bridge.logs import call_context
-from bridge.thread_pools import ThreadPool
+from bridge.observability.logs import call_context
+from bridge.threads import ThreadPool
 
 
 def test_work_waiting_for_a_thread_is_dropped_when_its_caller_gives_up() -> None:

@@ -1,6 +1,6 @@
 """Transcripts stitched from fragments, and the summary a fresh session gets."""
 
-from bridge.transcript import Transcript
+from bridge.call.transcript import Transcript
 
 
 def test_fragments_join_into_turns_per_speaker() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.turn_state import TurnState
+from bridge.call.turn_state import TurnState
 from tests.fakes import QUIET, VOICE, Clock, feed
 
 

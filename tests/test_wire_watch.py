@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.stream_start import StreamRejected
-from bridge.wire_watch import SendStalled, WireWatch
+from bridge.call.stream_start import StreamRejected
+from bridge.call.wire_watch import SendStalled, WireWatch
 from tests.fakes import Clock
 
 

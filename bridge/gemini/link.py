@@ -46,8 +46,8 @@ from enum import Enum
 
 from websockets.exceptions import ConnectionClosed
 
-from ..transcript import Transcript
-from ..turn_state import TurnState
+from ..call.transcript import Transcript
+from ..call.turn_state import TurnState
 from .endpoint import GeminiEndpoint
 from .protocol import (
     FunctionResponse,

@@ -15,11 +15,12 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from ..app import create_app
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..gemini.endpoint import endpoint_from_settings
-from ..server import DrainingServer, uvicorn_config
-from ..services import Services
+from ..runtime.loading import load
+from ..runtime.server import DrainingServer, uvicorn_config
+from ..runtime.services import Services
+from ..web.app import create_app
 from .caller import SimulatedCaller
 from .emulator import EmulatorOptions, GeminiEmulator
 
@@ -109,7 +110,7 @@ async def loopback_deployment(
                 GOOGLE_CLOUD_PROJECT="emulated",
                 GEMINI_LIVE_URL=emulator.vertex_url,
             )
-        settings = load_settings(environ, env_file=None)
+        settings = load(environ, env_file=None)
         endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
         services = Services.build(settings, endpoint, twilio_http_client)
         async with serve_app(create_app(services), sock, services.drain) as server:

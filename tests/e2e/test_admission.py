@@ -51,7 +51,9 @@ def test_over_capacity_calls_get_busy_and_ready_says_503() -> None:
     run(scenario())
 
 
-def test_ready_says_gemini_is_failing_after_every_recent_call_failed_and_recovers_by_itself() -> None:
+def test_ready_says_gemini_is_failing_after_every_recent_call_failed_and_recovers_by_itself() -> (
+    None
+):
     async def scenario() -> None:
         options = EmulatorOptions(faults=FaultPlan(refuse_setup=True))  # Gemini is down
         async with loopback_deployment(options) as d:

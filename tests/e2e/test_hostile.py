@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from bridge.logs import RedactingFormatter
+from bridge.observability.logs import RedactingFormatter
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.harness import Deployment, loopback_deployment
 from bridge.twilio.media_streams import media_event
@@ -159,9 +159,9 @@ def test_secrets_never_reach_logs_stats_metrics_or_the_caller() -> None:
 
 
 def test_a_stream_that_falls_silent_is_closed_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bridge.call_bridge
+    import bridge.call.bridge
 
-    monkeypatch.setattr(bridge.call_bridge, "IDLE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(bridge.call.bridge, "IDLE_TIMEOUT_S", 1.0)
 
     async def scenario() -> None:
         async with loopback_deployment() as d:

@@ -11,8 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.call_bridge import AUDIO_AHEAD_S
-from bridge.testing.attacks import fast_audio
+from benchmarks.attacks import fast_audio
+from bridge.call.bridge import AUDIO_AHEAD_S
 from bridge.testing.caller import SILENT_FRAME
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.served import ServedBridge, served_bridge
