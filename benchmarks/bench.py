@@ -542,11 +542,8 @@ def micro_benchmark(number: int = 2000) -> dict[str, float]:
     than it is on real audio.
     """
     from bridge.audio import CallerAudioStream, ModelAudioStream
-    from bridge.gemini.protocol import (
-        audio_input_message,
-        parse_server_message,
-        server_content_message,
-    )
+    from bridge.gemini.client import audio_input_message, parse_server_message
+    from bridge.gemini.server import server_content_message
     from bridge.twilio.media_streams import media_message, parse_twilio_event
 
     frames = 250

@@ -31,7 +31,8 @@ from websockets.asyncio.client import ClientConnection
 
 from bridge.audio import CallerAudioStream, ModelAudioStream
 from bridge.config import DEFAULT_MODEL
-from bridge.gemini.protocol import SessionConfig, audio_input_message, setup_message
+from bridge.gemini.client import audio_input_message, setup_message
+from bridge.gemini.wire import SessionConfig
 from bridge.runtime.server import uvicorn_config
 from bridge.twilio.media_streams import media_message
 

@@ -21,8 +21,8 @@ import pytest
 
 from bridge.audio import resample
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
-from bridge.gemini.protocol import SessionConfig
 from bridge.gemini.session import GeminiSession, GeminiSetupError
+from bridge.gemini.wire import SessionConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

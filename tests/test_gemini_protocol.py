@@ -8,28 +8,32 @@ import json
 import pytest
 from hypothesis import given, settings
 
-from bridge.gemini.protocol import (
+from bridge.gemini.client import (
+    audio_input_message,
+    audio_stream_end_message,
+    client_content_message,
+    parse_server_message,
+    setup_message,
+    text_input_message,
+    tool_response_message,
+)
+from bridge.gemini.server import (
+    go_away_message,
+    parse_client_message,
+    resumption_update_message,
+    server_content_message,
+    setup_complete_message,
+    tool_call_cancellation_message,
+    tool_call_message,
+    unknown_setup_fields,
+)
+from bridge.gemini.wire import (
     FunctionCall,
     FunctionResponse,
     GeminiProtocolError,
     SessionConfig,
     UsageMetadata,
-    audio_input_message,
-    audio_stream_end_message,
-    client_content_message,
-    go_away_message,
-    parse_client_message,
     parse_duration,
-    parse_server_message,
-    resumption_update_message,
-    server_content_message,
-    setup_complete_message,
-    setup_message,
-    text_input_message,
-    tool_call_cancellation_message,
-    tool_call_message,
-    tool_response_message,
-    unknown_setup_fields,
 )
 from tests.fakes import one_character_off
 
@@ -214,19 +218,15 @@ def test_bad_client_messages_raise(raw: str) -> None:
 
 
 def _both_ways(message: str | bytes) -> list[object]:
-    """What parse_server_message makes of ``message`` with the audio fast path and without."""
-    from bridge.gemini import protocol
+    """What parse_server_message (audio the fast way) and the general parser make of it."""
+    from bridge.gemini import client
 
-    fast_path = protocol._audio_message
     outcomes: list[object] = []
-    for usual in (fast_path, lambda text: None):
-        protocol._audio_message = usual  # type: ignore[assignment]
+    for parse in (client.parse_server_message, client.parse_any_server_message):
         try:
-            outcomes.append(protocol.parse_server_message(message))
+            outcomes.append(parse(message))
         except GeminiProtocolError as exc:
             outcomes.append(str(exc))
-        finally:
-            protocol._audio_message = fast_path
     return outcomes
 
 
@@ -234,7 +234,7 @@ GEMINI_AUDIO = server_content_message(audio=bytes(range(48)))
 
 
 def test_the_audio_fast_path_reads_what_the_general_parser_reads() -> None:
-    from bridge.gemini import protocol
+    from bridge.gemini import client
 
     chunk = bytes(range(256)) * 3
     b64 = base64.b64encode(chunk).decode()
@@ -246,7 +246,7 @@ def test_the_audio_fast_path_reads_what_the_general_parser_reads() -> None:
     usual = [server_content_message(audio=chunk), spaced, spaced.encode()]
     for message in usual:  # what Gemini sends most is read the fast way
         text = message.decode() if isinstance(message, bytes) else message
-        assert protocol._audio_message(text) is not None
+        assert client.read_audio_message(text) is not None
     cases = [
         *usual,
         GEMINI_AUDIO.replace('"role":"model"', '"role":"user"'),  # not a shape Gemini sends
@@ -268,7 +268,7 @@ def test_the_audio_fast_path_reads_what_the_general_parser_reads() -> None:
     for case in cases:
         fast, general = _both_ways(case)
         assert fast == general, case
-    assert protocol.parse_server_message(usual[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
+    assert client.parse_server_message(usual[0]).server_content.audio == (chunk,)  # type: ignore[union-attr]
 
 
 @settings(max_examples=300, deadline=None)
@@ -279,10 +279,10 @@ def test_an_audio_message_off_by_one_character_reads_the_same_either_way(message
 
 
 def test_the_emulators_fast_paths_match_the_general_ones() -> None:
-    from bridge.gemini import protocol
+    from bridge.gemini import client, server
 
     pcm = bytes(range(256)) * 3
-    built = protocol.server_content_message(audio=pcm)
+    built = server.server_content_message(audio=pcm)
     assert json.loads(built) == {
         "serverContent": {
             "modelTurn": {
@@ -298,9 +298,9 @@ def test_the_emulators_fast_paths_match_the_general_ones() -> None:
             }
         }
     }
-    with_flag = json.loads(protocol.server_content_message(audio=pcm, turn_complete=True))
+    with_flag = json.loads(server.server_content_message(audio=pcm, turn_complete=True))
     assert with_flag["serverContent"]["turnComplete"] is True  # not the fast path's shape
-    audio = protocol.parse_client_message(protocol.audio_input_message(pcm))
+    audio = server.parse_client_message(client.audio_input_message(pcm))
     assert audio.audio == pcm and audio.audio_mime == "audio/pcm;rate=16000"
     with pytest.raises(GeminiProtocolError):
-        protocol.parse_client_message('{"realtimeInput":{"audio":{"mimeType":"x","data":"%"}}}')
+        server.parse_client_message('{"realtimeInput":{"audio":{"mimeType":"x","data":"%"}}}')

@@ -8,14 +8,10 @@ import socket
 import pytest
 import websockets
 
+from bridge.gemini.client import parse_server_message, setup_message, text_input_message
 from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint, OAuthAuth
-from bridge.gemini.protocol import (
-    SessionConfig,
-    parse_server_message,
-    setup_message,
-    text_input_message,
-)
 from bridge.gemini.session import GeminiSession, GeminiSetupError
+from bridge.gemini.wire import SessionConfig
 from bridge.testing.emulator import DEFAULT_API_KEY, EmulatorOptions, GeminiEmulator
 
 CONFIG = SessionConfig(model="models/gemini-3.8-live", voice="Kore", system_prompt="Be brief.")

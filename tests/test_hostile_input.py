@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.audio import TWILIO_FRAME_BYTES, CallerAudioStream, ModelAudioStream
-from bridge.gemini.protocol import GeminiProtocolError, parse_server_message
+from bridge.gemini.client import parse_server_message
+from bridge.gemini.wire import GeminiProtocolError
 from bridge.twilio.media_streams import ProtocolError, TwilioEvent, parse_twilio_event
 
 json_values = st.recursive(

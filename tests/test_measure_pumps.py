@@ -1,4 +1,5 @@
-"""scripts/measure_pumps.py times real work: every frame goes through each pump."""
+"""scripts/measure_pumps.py times real work: a whole call, built as the server builds it,
+carries every frame each way."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import asyncio
 import importlib.util
 from pathlib import Path
 from types import ModuleType
-
-from bridge.call.bridge import CallEnd
 
 
 def load_script() -> ModuleType:
@@ -19,15 +18,15 @@ def load_script() -> ModuleType:
     return module
 
 
-def test_the_bridge_pumps_carry_every_frame_each_way() -> None:
+def test_a_call_carries_every_frame_each_way() -> None:
     script = load_script()
     up, down = script.frames(300)
-    call = script.bridge_pumps(up, [])
-    assert asyncio.run(call._caller_to_gemini()) is CallEnd.CALLER_HUNG_UP
-    assert call._link._session._ws.sent == 300 and call._record.frames_in == 300
-    call = script.bridge_pumps([], down)
-    assert asyncio.run(call._gemini_to_caller()) is CallEnd.GEMINI_LOST
-    assert call._ws.sent == call._record.frames_out >= 299  # the resampler's delay
+    call, twilio, gemini = script.bridge_call(up, [])
+    asyncio.run(call.run())
+    assert gemini.sent == 1 + 300  # setup, then every frame
+    call, twilio, gemini = script.bridge_call([], down)
+    asyncio.run(call.run())
+    assert twilio.sent >= 299  # every echo's frames (the resampler's delay holds one back)
 
 
 def test_it_reports_each_server_each_way() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.call.stream_start import StreamRejected
+from bridge.call.outcome import Rejection, StreamRejected
 from bridge.call.wire_watch import SendStalled, WireWatch
 from tests.fakes import Clock
 
@@ -20,7 +20,7 @@ def test_silence_from_twilio_ends_the_call_as_idle() -> None:
     clock.now += 0.2
     with pytest.raises(StreamRejected) as raised:
         watch.check()
-    assert raised.value.metric == "idle" and raised.value.code == 1008
+    assert raised.value.rejection is Rejection.IDLE and raised.value.code == 1008
 
 
 @pytest.mark.parametrize("side", ["sending_to_gemini", "sending_to_caller"])

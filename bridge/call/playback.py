@@ -79,6 +79,13 @@ class PlaybackTracker:
             return True
         return self._unmarked > 0 and self._clock() < self._play_until + UNMARKED_GRACE_S
 
+    def runs_dry_in(self) -> float | None:
+        """Seconds until ``is_playing`` turns false by the clock alone: unmarked frames
+        played out, grace included. None when only a mark echo can end it, or nothing plays."""
+        if self._pending or not self._unmarked:
+            return None
+        return max(0.0, self._play_until + UNMARKED_GRACE_S - self._clock())
+
     @property
     def queued_ms(self) -> int:
         """Audio still to play at Twilio: what marks have not confirmed, at most what the

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from .stream_start import CLOSE_POLICY, StreamRejected
+from .outcome import CloseCode, Rejection, StreamRejected
 
 
 class SendStalled(TimeoutError):
@@ -39,7 +39,9 @@ class WireWatch:
         now = self._clock()
         if now - self.last_frame > self._idle_timeout_s:
             raise StreamRejected(
-                f"no frame from Twilio for {self._idle_timeout_s:g} s", CLOSE_POLICY, "idle"
+                f"no frame from Twilio for {self._idle_timeout_s:g} s",
+                CloseCode.POLICY,
+                Rejection.IDLE,
             )
         for began, where in (
             (self.sending_to_gemini, "Gemini"),

@@ -46,10 +46,10 @@ class CheckResult:
 
 
 async def check_gemini(services: Services) -> list[CheckResult]:
-    settings, configs = services.settings, services.session_configs()
+    settings, plans = services.settings, services.planner.every_setup()
     results = []
     for probe in await services.probe_gemini():
-        config = configs[probe.label]
+        config = plans[probe.label].session_config
         tools = [d["name"] for t in config.tools for d in t.get("functionDeclarations", [])]
         names = ", ".join(tools) or "none"
         setup = f"model {settings.gemini_model}, voice {config.voice}, tools {names}"

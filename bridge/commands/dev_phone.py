@@ -132,9 +132,9 @@ def run(host: str, port: int) -> int:
     os.environ["PUBLIC_URL"] = public_url
     print(f"Call your Twilio number now: it reaches {public_url}/api/inbound-call", flush=True)
     try:
-        from ..cli import main
+        from .serve import serve
 
-        return main(["serve", "--host", host, "--port", str(port)])
+        return serve(host, port)
     finally:
         number.restore()
         ngrok.disconnect(public_url)

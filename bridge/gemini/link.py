@@ -41,23 +41,17 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from ..call.transcript import Transcript
-from ..call.turn_state import TurnState
+from .client import text_input_message, tool_response_message
 from .endpoint import GeminiEndpoint
-from .protocol import (
-    FunctionResponse,
-    ServerMessage,
-    SessionConfig,
-    text_input_message,
-    tool_response_message,
-)
+from .link_policy import Backoff, LinkPolicy, StallAction, StallWatch, SwapDecision, SwapTiming
 from .session import CONFIG_CLOSE_CODES, GeminiSession, GeminiSetupError
-from .swap_timing import SwapDecision, SwapTiming
+from .wire import FunctionResponse, ServerMessage, SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +93,48 @@ class GeminiLinkLost(Exception):
         self.reason = reason
 
 
-@dataclasses.dataclass
-class LinkPolicy:
-    reconnect_budget_s: float = 5.0
-    first_backoff_s: float = 0.1
-    max_backoff_s: float = 1.5
-    stall_timeout_s: float = 6.0  # caller finished, no model audio: nudge; twice: reconnect
-    supervise_every_s: float = 0.1  # while a goAway waits for its moment
-    idle_check_s: float = 1.0  # otherwise; a stall's deadline is slept to exactly
+class CallerTurns(Protocol):
+    """What the link must know of the caller's questions (the call's ``TurnState``)."""
+
+    @property
+    def model_generating(self) -> bool: ...
+
+    @property
+    def answer_started(self) -> bool: ...
+
+    @property
+    def has_unanswered(self) -> bool: ...
+
+    def unanswered_audio(self) -> list[bytes]: ...
+
+    def on_model_turn_cut(self) -> None: ...
+
+    def restart_wait(self) -> None: ...
+
+    def waiting_since(self) -> float | None: ...
+
+
+class Conversation(Protocol):
+    """What the link must know of what was said (the call's ``Transcript``)."""
+
+    def open_text(self, speaker: str) -> str: ...
+
+    def summary(self) -> str: ...
+
+
+# Opens (and sets up) one connection with a config, within a setup timeout.
+SessionOpener = Callable[[SessionConfig, float], Awaitable[GeminiSession]]
+
+
+def session_opener(endpoint: GeminiEndpoint) -> SessionOpener:
+    """Real connections to ``endpoint``."""
+
+    async def open_session(config: SessionConfig, setup_timeout: float) -> GeminiSession:
+        session = GeminiSession(endpoint, config, setup_timeout=setup_timeout)
+        await session.open()
+        return session
+
+    return open_session
 
 
 @dataclasses.dataclass
@@ -125,18 +153,18 @@ _Outgoing = str | FunctionResponse
 class GeminiLink:
     def __init__(
         self,
-        endpoint: GeminiEndpoint,
+        open_session: SessionOpener,
         config: SessionConfig,
         *,
         setup_timeout: float,
-        turns: TurnState,
-        transcript: Transcript,
+        turns: CallerTurns,
+        transcript: Conversation,
         policy: LinkPolicy | None = None,
         events: LinkEvents | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._endpoint = endpoint
+        self._open_session = open_session
         self._config = config
         self._setup_timeout = setup_timeout
         self._turns = turns
@@ -146,6 +174,7 @@ class GeminiLink:
         self._rng = rng or random.Random()
         self._clock = clock
         self._timing = SwapTiming(clock)
+        self._stall = StallWatch(self._policy)
         self._session: GeminiSession | None = None
         self._generation = 0  # which connection this is: 1, 2, … (0 before the first)
         self._tool_calls: dict[str, int] = {}  # open tool call id → connection that made it
@@ -155,7 +184,6 @@ class GeminiLink:
         self._held: deque[bytes] = deque()
         self._held_bytes = 0
         self._outbox: deque[_Outgoing] = deque()
-        self._nudged_at: float | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._go_away_arrived = asyncio.Event()
         self._lost: GeminiLinkLost | None = None
@@ -181,7 +209,7 @@ class GeminiLink:
 
     async def open(self) -> None:
         """The call's first connection; raises GeminiSetupError if Gemini is unavailable."""
-        self._start(await self._connect(self._config))
+        self._start(await self._open_session(self._config, self._setup_timeout))
         await self._send_queued()
 
     async def adopt(self, session: GeminiSession) -> None:
@@ -203,11 +231,6 @@ class GeminiLink:
                 await self._supervisor
         if self._session is not None:
             await self._session.close()
-
-    async def _connect(self, config: SessionConfig) -> GeminiSession:
-        session = GeminiSession(self._endpoint, config, setup_timeout=self._setup_timeout)
-        await session.open()
-        return session
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -380,7 +403,7 @@ class GeminiLink:
             self._session = session
             self._generation += 1
             self._timing.swapped()
-            self._nudged_at = None
+            self._stall.reset()
             self.reconnects += 1
             gap = self._clock() - started
             log.info(
@@ -398,22 +421,23 @@ class GeminiLink:
 
     async def _reconnect(self) -> tuple[GeminiSession, bool]:
         """Resume with the handle, with backoff inside the budget; else a fresh session."""
-        deadline = self._clock() + self._policy.reconnect_budget_s
-        delay = self._policy.first_backoff_s
+        backoff = Backoff(
+            self._policy, self._clock() + self._policy.reconnect_budget_s, self._rng, self._clock
+        )
         handle = self._handle
         while handle is not None:
             config = dataclasses.replace(self._config, resumption_handle=handle)
             try:
-                return await self._attempt(config, deadline), True
+                return await self._attempt(config, backoff.deadline), True
             except GeminiSetupError as exc:
                 if exc.is_config_error:
                     log.warning("Gemini refused the resumption handle: %s", exc.reason)
                     break
                 log.warning("resume attempt failed: %s", exc.reason)
-            if not await self._backoff(delay, deadline):
+            if (pause := backoff.next_pause()) is None:
                 break
-            delay = min(delay * 2, self._policy.max_backoff_s)
-        return await self._fresh_session(deadline), False
+            await asyncio.sleep(pause)
+        return await self._fresh_session(backoff.deadline), False
 
     async def _fresh_session(self, deadline: float) -> GeminiSession:
         summary = self._transcript.summary()
@@ -421,29 +445,20 @@ class GeminiLink:
         config = dataclasses.replace(self._config, system_prompt=prompt, resumption_handle=None)
         # A fresh session gets at least one full attempt, even when resuming used the budget.
         deadline = max(deadline, self._clock() + self._setup_timeout)
-        delay = self._policy.first_backoff_s
+        backoff = Backoff(self._policy, deadline, self._rng, self._clock)
         while True:
             try:
                 return await self._attempt(config, deadline)
             except GeminiSetupError as exc:
-                if exc.is_config_error or not await self._backoff(delay, deadline):
+                pause = None if exc.is_config_error else backoff.next_pause()
+                if pause is None:
                     self._lost = GeminiLinkLost(f"no new Gemini session: {exc.reason}")
                     raise self._lost from None
-            delay = min(delay * 2, self._policy.max_backoff_s)
+            await asyncio.sleep(pause)
 
     async def _attempt(self, config: SessionConfig, deadline: float) -> GeminiSession:
         timeout = min(self._setup_timeout, max(0.2, deadline - self._clock()))
-        session = GeminiSession(self._endpoint, config, setup_timeout=timeout)
-        await session.open()
-        return session
-
-    async def _backoff(self, delay: float, deadline: float) -> bool:
-        """Sleep a jittered ``delay``; False when the budget would run out first."""
-        pause = delay * self._rng.uniform(0.5, 1.5)
-        if self._clock() + pause >= deadline:
-            return False
-        await asyncio.sleep(pause)
-        return True
+        return await self._open_session(config, timeout)
 
     # --- planned swaps and the stall watchdog -----------------------------------------------
 
@@ -469,18 +484,9 @@ class GeminiLink:
                     log.error("Gemini link lost during a %s swap", action)
 
     def _check_in(self, now: float) -> float:
-        """Seconds until the next check. Polling every call ten times a second would cost
-        CPU for nothing (docs/performance.md); only a pending goAway needs it."""
-        policy = self._policy
-        if self._timing.deadline is not None:
-            return policy.supervise_every_s
-        waiting_since = self._turns.waiting_since()
-        if waiting_since is None:
-            return policy.idle_check_s
-        due = (self._nudged_at if self._nudged_at is not None else waiting_since) + (
-            policy.stall_timeout_s
+        return self._stall.check_in(
+            self._turns.waiting_since(), now, self._timing.deadline is not None
         )
-        return min(policy.idle_check_s, max(policy.supervise_every_s, due - now))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a goAway arrives meanwhile."""
@@ -497,15 +503,10 @@ class GeminiLink:
         if decision is SwapDecision.FORCED:
             return "goAway (deadline, mid-answer)"
         waiting_since = self._turns.waiting_since()
-        if waiting_since is None:
-            self._nudged_at = None
-            return None
-        stall = self._policy.stall_timeout_s
-        if self._nudged_at is None:
-            if now - waiting_since < stall:
-                return None
-            self._nudged_at = now
+        action = self._stall.decide(waiting_since, now)
+        if action is StallAction.NUDGE:
+            assert waiting_since is not None
             log.warning("no answer %.1f s after the caller finished: nudging", now - waiting_since)
             self._events.on_nudge()
             return "nudge"
-        return "stall" if now - self._nudged_at >= stall else None
+        return "stall" if action is StallAction.REPLACE else None

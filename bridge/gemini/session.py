@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from .client import audio_input_message, parse_server_message, setup_message
 from .endpoint import GeminiEndpoint
-from .protocol import (
-    GeminiProtocolError,
-    ServerMessage,
-    SessionConfig,
-    SetupComplete,
-    audio_input_message,
-    parse_server_message,
-    setup_message,
-)
+from .wire import GeminiProtocolError, ServerMessage, SessionConfig, SetupComplete
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +48,17 @@ class GeminiSession:
     """A Live session for one call: ``open()``, then ``send_*`` and ``async for`` messages."""
 
     def __init__(
-        self, endpoint: GeminiEndpoint, config: SessionConfig, *, setup_timeout: float = 10.0
+        self,
+        endpoint: GeminiEndpoint,
+        config: SessionConfig,
+        *,
+        setup_timeout: float = 10.0,
+        ws_connect: Callable[..., Awaitable[ClientConnection]] = connect,
     ) -> None:
+        """``ws_connect``: websockets' ``connect``; a stand-in where no socket is wanted
+        (the per-frame micro-benchmark)."""
         self._endpoint = endpoint
+        self._ws_connect = ws_connect
         self._config = config
         self._setup_timeout = setup_timeout
         self._ws: ClientConnection | None = None
@@ -83,7 +84,7 @@ class GeminiSession:
                     raise GeminiSetupError(
                         f"no credentials for {self.host}: {exc.__class__.__name__}", kind="auth"
                     ) from None
-                self._ws = await connect(
+                self._ws = await self._ws_connect(
                     self._endpoint.url,
                     additional_headers=headers,
                     open_timeout=None,  # the overall setup deadline covers the handshake

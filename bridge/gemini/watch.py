@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from .endpoint import GeminiEndpoint
 from .health import GeminiHealth
-from .protocol import SessionConfig
 from .session import GeminiSession, GeminiSetupError
+from .wire import SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ class GeminiWatch:
         self._probe = probe
         self._tasks: set[asyncio.Task[None]] = set()
         self._reprobing: asyncio.Task[None] | None = None
+
+    async def probe(self) -> list[ProbeResult]:
+        """One probe of every setup, now (``check``)."""
+        return await self._probe()
 
     def on_call_setup(self, ok: bool, reason: str = "") -> None:
         """A call's Gemini session opened, or did not."""

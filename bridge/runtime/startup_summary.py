@@ -24,7 +24,7 @@ class SummaryLine:
 
 def _tools(services: Services) -> list[SummaryLine]:
     settings = services.settings
-    active = [tool.name for tool in services.tools_for(services.personas.default, None)]
+    active = services.planner.for_persona(services.planner.personas.default).tool_names
     off = []
     for name in sorted(settings.builtin_tools - set(active)):
         if services.twilio_calls is None:
@@ -40,7 +40,7 @@ def _tools(services: Services) -> list[SummaryLine]:
 
 
 def _personas(services: Services) -> SummaryLine:
-    numbers = services.personas.numbers()
+    numbers = services.planner.personas.numbers()
     if not numbers:
         return SummaryLine(logging.INFO, "personas: none, one assistant answers every number")
     listed = ", ".join(
@@ -52,7 +52,7 @@ def _personas(services: Services) -> SummaryLine:
 
 
 def summary_lines(services: Services) -> list[SummaryLine]:
-    settings, default = services.settings, services.personas.default
+    settings, default = services.settings, services.planner.personas.default
     backend = "Vertex AI" if services.endpoint.backend == "vertex" else "AI Studio"
     where = " via GEMINI_LIVE_URL" if settings.gemini_live_url else ""
     greeting = "greets the caller first" if default.greeting else "waits for the caller"

@@ -35,12 +35,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..audio import ulaw_to_pcm16
-from ..gemini.protocol import (
+from ..gemini.server import (
     ClientMessage,
-    FunctionCall,
-    FunctionResponse,
-    GeminiProtocolError,
-    UsageMetadata,
     go_away_message,
     parse_client_message,
     resumption_update_message,
@@ -51,6 +47,7 @@ from ..gemini.protocol import (
     tool_call_message,
     unknown_setup_fields,
 )
+from ..gemini.wire import FunctionCall, FunctionResponse, GeminiProtocolError, UsageMetadata
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from ..call.resources import CallGuards
 from ..config import Settings
 from ..gemini.endpoint import endpoint_from_settings
 from ..runtime.loading import load
@@ -82,6 +83,7 @@ async def loopback_deployment(
     env: Mapping[str, str] | None = None,
     vertex_credentials: object = None,
     twilio_http_client: object = None,
+    guards: CallGuards | None = None,
 ) -> AsyncIterator[Deployment]:
     """Start the emulator and the server; ``env`` overrides or adds settings.
 
@@ -112,6 +114,6 @@ async def loopback_deployment(
             )
         settings = load(environ, env_file=None)
         endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
-        services = Services.build(settings, endpoint, twilio_http_client)
+        services = Services.build(settings, endpoint, twilio_http_client, guards)
         async with serve_app(create_app(services), sock, services.drain) as server:
             yield Deployment(settings, services, emulator, public_url, server)

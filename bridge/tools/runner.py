@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..gemini.protocol import FunctionCall, FunctionResponse
+from ..gemini.wire import FunctionCall, FunctionResponse
 from .base import Tool, ToolError
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ async def ready(request: Request) -> Response:
     """Readiness: 503 while full or draining, or while every recent call failed to open
     Gemini, so load balancers send calls elsewhere."""
     services = _services(request)
-    reason = services.admission.not_ready_reason
+    reason = services.registry.not_ready_reason
     if reason is not None:
         return JSONResponse({"status": reason}, status_code=503)
     if services.gemini_watch.health.failing:
@@ -73,15 +73,15 @@ async def call_stats(request: Request) -> Response:
     if (denied := operator_denial(request)) is not None:
         return denied
     services = _services(request)
-    snapshot = services.registry.snapshot()
-    admission = services.admission
+    registry = services.registry
+    snapshot = registry.snapshot()
     snapshot["process"] = {
         "version": VERSION,
-        "uptime_s": services.registry.uptime_s,
-        "capacity": {"max_calls": admission.max_calls, "in_use": admission.in_use},
+        "uptime_s": registry.uptime_s,
+        "capacity": {"max_calls": registry.max_calls, "in_use": registry.in_use},
         "asyncio_tasks": len(asyncio.all_tasks()),
         "rss_bytes": _rss_bytes(),
-        "draining": admission.draining,
+        "draining": registry.draining,
     }
     return _scrubbed_json(services, snapshot)
 
@@ -100,7 +100,7 @@ async def metrics(request: Request) -> Response:
 
 
 async def voice_stream(websocket: WebSocket) -> None:
-    await CallBridge(websocket, _services(websocket)).run()
+    await CallBridge(websocket, _services(websocket).calls).run()
 
 
 def create_app(services: Services, *, probe_gemini_at_start: bool = False) -> Starlette:

@@ -57,8 +57,8 @@ async def softphone_call(request: Request) -> Response:
         return JSONResponse({"error": "expected application/json"}, status_code=415)
     services: Services = request.app.state.services
     call_sid = "CA" + secrets.token_hex(16)
-    if not services.admission.reserve(call_sid):
-        reason = services.admission.not_ready_reason or "full"
+    if not services.registry.reserve(call_sid):
+        reason = services.registry.not_ready_reason or "full"
         return JSONResponse({"error": f"the bridge is {reason}"}, status_code=503)
     called = request.query_params.get("to", "")[:32]
     if services.settings.prewarm:

@@ -7,7 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..gemini.protocol import client_content_message
+from ..gemini.client import client_content_message
 from ..gemini.session import GeminiSession
 from ..runtime.services import Services
 from ..twilio.twiml import busy_twiml, connect_stream_twiml
@@ -29,8 +29,8 @@ async def inbound_call(request: Request) -> Response:
         counter.labels("replayed").inc()
         log.warning("webhook refused: call %s was already answered (replay)", call_sid)
         return PlainTextResponse("this call was already answered\n", status_code=409)
-    if not services.admission.reserve(call_sid):
-        reason = services.admission.not_ready_reason or "full"
+    if not services.registry.reserve(call_sid):
+        reason = services.registry.not_ready_reason or "full"
         counter.labels(f"busy_{reason}").inc()
         log.warning("turning call %s away: %s", call_sid, reason)
         return Response(busy_twiml(services.twiml), media_type="application/xml")
@@ -52,18 +52,13 @@ async def inbound_call(request: Request) -> Response:
 
 def prewarm_call(services: Services, call_sid: str, called: str) -> None:
     """Open this call's Gemini session (and ask for its greeting) while Twilio connects."""
-    persona = services.personas.for_number(called)
-    declarations = [tool.declaration() for tool in services.tools_for(persona, None)]
-    config = services.session_config(persona, declarations)
-    settings = services.settings
+    plan = services.planner.for_number(called)
+    calls = services.calls
 
     async def open_session() -> GeminiSession:
-        session = GeminiSession(
-            services.endpoint, config, setup_timeout=settings.gemini_setup_timeout
-        )
-        await session.open()
-        if persona.greeting:
-            await session.send(client_content_message(persona.greeting))
+        session = await calls.open_session(plan.session_config, calls.setup_timeout_s)
+        if plan.persona.greeting:
+            await session.send(client_content_message(plan.persona.greeting))
         return session
 
     services.prewarm.start(call_sid, open_session)

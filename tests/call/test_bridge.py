@@ -1,4 +1,4 @@
-"""The bridge's Gemini → caller pump, on the measuring script's socket stand-ins."""
+"""The call's I/O loop on the measuring script's socket stand-ins: what reaches each side."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import json
 import numpy as np
 
 from bridge.audio import ModelAudioStream
-from bridge.call.bridge import CallEnd
-
-from .test_measure_pumps import load_script
+from tests.test_measure_pumps import load_script
 
 
 def test_a_message_with_several_audio_parts_reaches_the_caller_whole_and_in_order() -> None:
@@ -22,18 +20,17 @@ def test_a_message_with_several_audio_parts_reaches_the_caller_whole_and_in_orde
         for c in chunks
     ]
     message = json.dumps({"serverContent": {"modelTurn": {"role": "model", "parts": parts}}})
-    call = load_script().bridge_pumps([], [message.encode()])
+    call, twilio, _ = load_script().bridge_call([], [message.encode()])
     sent: list[str] = []
 
     async def send_text(text: str) -> None:
         sent.append(text)
 
-    call._ws.send_text = send_text
-    assert asyncio.run(call._gemini_to_caller()) is CallEnd.GEMINI_LOST
+    twilio.send_text = send_text
+    asyncio.run(call.run())
 
     expected = ModelAudioStream()
     audio = b"".join(expected.to_twilio_audio(c) for c in chunks)
-    assert len(sent) == 1  # one media message for the whole message's frames
-    payload = json.loads(sent[0])["media"]["payload"]
-    assert base64.b64decode(payload) == audio and len(audio) == 6 * 160  # 120 ms
-    assert call._record.frames_out == 6
+    media = [json.loads(m) for m in sent if json.loads(m)["event"] == "media"]
+    assert len(media) == 1  # one media message for the whole message's frames
+    assert base64.b64decode(media[0]["media"]["payload"]) == audio and len(audio) == 6 * 160
