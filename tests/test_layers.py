@@ -43,7 +43,7 @@ def imported_layers(path: Path) -> set[str]:
     """The bridge's top-level packages ``path`` imports (relative or absolute)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    package = here[:-1] if here[-1] != "__init__" else here[:-1]
+    package = here[:-1]  # a module's package; an __init__'s own
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
