@@ -107,7 +107,7 @@ class BenchCaller:
         with contextlib.suppress(Exception):
             async for raw in self.ws:
                 now = time.monotonic()
-                if '"media"' in raw[:24]:
+                if isinstance(raw, str) and '"media"' in raw[:24]:
                     payload = raw[raw.index('"payload":"') + 11 : raw.rindex('"')]
                     audio = base64.b64decode(payload)
                     received.append((now, len(audio)))

@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # 3.11/3.12 warn that the stdlib module leaves 
 try:
     from . import _speedups
 except ImportError:
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]
 
 if sys.byteorder != "little":  # audioop works in native order; both wires are little-endian
     raise ImportError("bridge.audio needs a little-endian machine")

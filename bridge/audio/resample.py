@@ -22,8 +22,8 @@ from numpy.lib.stride_tricks import as_strided
 
 try:  # the same filters in C, one call per chunk (setup.py builds it when it can)
     from . import _speedups
-except ImportError:
-    _speedups = None
+except ImportError:  # built without a C compiler: the numpy code below runs
+    _speedups = None  # type: ignore[assignment]
 
 
 def implementation() -> str:
@@ -35,7 +35,8 @@ def lowpass_taps(num_taps: int, cutoff: float, beta: float) -> np.ndarray:
     """Kaiser-windowed sinc low-pass; ``cutoff`` is a fraction of the sample rate."""
     n = np.arange(num_taps) - (num_taps - 1) / 2
     taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(num_taps, beta)
-    return taps / taps.sum()
+    normalised: np.ndarray = taps / taps.sum()
+    return normalised
 
 
 _INT16_MAX, _INT16_MIN = np.float32(32767), np.float32(-32768)

@@ -277,7 +277,10 @@ class CallBridge:
         return await self._outcome(record, next(iter(done)), results)
 
     async def _outcome(
-        self, record: CallRecord, first: asyncio.Task[object], results: list[object]
+        self,
+        record: CallRecord,
+        first: asyncio.Task[CallEnd],
+        results: list[CallEnd | BaseException],
     ) -> CallOutcome:
         """How the call ended, from the pump that ended it; the stream is closed to match."""
         assert self._ending is not None

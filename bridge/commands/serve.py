@@ -29,8 +29,8 @@ def serve(host: str, port: int) -> int:
         )
         services = Services.build(settings, endpoint_from_settings(settings))
     except ConfigError as exc:
-        for line in error_lines(exc):
-            print(f"{PROG}: configuration error: {line}", file=sys.stderr)
+        for problem in error_lines(exc):
+            print(f"{PROG}: configuration error: {problem}", file=sys.stderr)
         return 2
     if settings.dev_softphone and not settings.operator_token and not is_loopback(host):
         print(

@@ -88,7 +88,7 @@ class OAuthAuth:
         if expiry.tzinfo is None:  # google-auth keeps expiry as a naive UTC datetime
             expiry = expiry.replace(tzinfo=datetime.UTC)
         remaining = (expiry - datetime.datetime.now(datetime.UTC)).total_seconds()
-        return remaining < self.REFRESH_MARGIN_S
+        return bool(remaining < self.REFRESH_MARGIN_S)
 
     def _refresh_blocking(self) -> None:
         if self._request_factory is None:
@@ -131,7 +131,7 @@ def load_vertex_credentials(settings: Settings) -> Any:
 
     try:
         if settings.google_application_credentials:
-            creds, _ = google.auth.load_credentials_from_file(
+            creds, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
                 settings.google_application_credentials, scopes=[CLOUD_PLATFORM_SCOPE]
             )
         else:

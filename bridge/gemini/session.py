@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.version import version as websockets_version
 
 from .client import audio_input_message, parse_server_message, setup_message
 from .endpoint import GeminiEndpoint
@@ -93,7 +93,7 @@ class GeminiSession:
                     close_timeout=2,
                     max_size=MAX_MESSAGE_BYTES,
                     compression=None,  # audio does not compress; deflate only costs CPU
-                    user_agent_header=f"gemini-phone-bridge websockets/{websockets.__version__}",
+                    user_agent_header=f"gemini-phone-bridge websockets/{websockets_version}",
                 )
                 await self._ws.send(setup_message(self._config))
                 while True:

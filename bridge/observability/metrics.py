@@ -69,7 +69,9 @@ class FrameMetrics(Collector):
             ("caller_to_gemini", self.added_to_gemini),
             ("gemini_to_caller", self.added_to_caller),
         ):
-            bounds = [floatToGoString(b) for b in histogram.bounds] + ["+Inf"]
+            # prometheus_client's own spelling of a bound (it has no types)
+            bounds = [floatToGoString(b) for b in histogram.bounds]  # type: ignore[no-untyped-call]
+            bounds.append("+Inf")
             added.add_metric(
                 [direction],
                 list(zip(bounds, accumulate(histogram.counts), strict=True)),

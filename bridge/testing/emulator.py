@@ -70,7 +70,7 @@ KNOWN_MODELS = frozenset(
     }
 )
 # What 3.x models refuse in setup (Google: 1007, or a setup that never completes).
-NOT_ON_3X = (
+NOT_ON_3X: tuple[tuple[str, ...], ...] = (
     ("generationConfig", "thinkingConfig"),
     ("generationConfig", "enableAffectiveDialog"),
     ("proactivity",),
@@ -264,9 +264,9 @@ class _Echo:
             # callers and server share.
             out = known[:n].reshape(-1, 2) @ _FROM_PAIR
             out += known[2 : n + 1 : 2, None] * _FROM_NEXT
-            return out.astype("<i2").tobytes()
+            return bytes(out.astype("<i2").tobytes())
         at = np.arange(n * 3 // 2, dtype=np.float32) * (2 / 3)
-        return np.interp(at, np.arange(n + 1), known).astype("<i2").tobytes()
+        return bytes(np.interp(at, np.arange(n + 1), known).astype("<i2").tobytes())
 
     def _ulaw_to_24k(self, ulaw: bytes) -> bytes:
         """μ-law 8 kHz (the bare relay's) the same way, one input sample late (125 µs)."""
@@ -779,12 +779,10 @@ class GeminiEmulator:
         if name not in KNOWN_MODELS or not prefix_ok:
             return 1008, f"{model} is not found for API version v1beta, or is not supported"
         if name.startswith("gemini-3"):
-            for path in NOT_ON_3X:
-                if setup_field(setup, *path) is not None:
-                    return (
-                        1007,
-                        f"Invalid JSON payload: {'.'.join(path)} is not supported by {name}",
-                    )
+            for field_path in NOT_ON_3X:
+                if setup_field(setup, *field_path) is not None:
+                    dotted = ".".join(field_path)
+                    return 1007, f"Invalid JSON payload: {dotted} is not supported by {name}"
         modalities = setup_field(setup, "generationConfig", "responseModalities")
         if modalities != ["AUDIO"]:
             return 1007, "Request contains an invalid argument: responseModalities must be [AUDIO]."

@@ -170,6 +170,7 @@ def _tool(where: str, entry: Any, taken: set[str], problems: list[str]) -> HttpT
                 )
     if len(problems) > found:
         return None
+    assert isinstance(name, str) and isinstance(url, str)  # checked above
     return HttpTool(
         name=name,
         description=str(entry.get("description", "")),

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,7 +41,7 @@ VERSION = _version()
 
 
 def _services(request: Request | WebSocket) -> Services:
-    return request.app.state.services
+    return cast(Services, request.app.state.services)
 
 
 async def health(request: Request) -> Response:
