@@ -218,7 +218,6 @@ def resources(gemini: GeminiSide) -> CallResources:
         tool_timeout_s=5,
         link_policy=LinkPolicy(),
         goodbye_instruction="",
-        log_transcripts=False,
         # Frames arrive as fast as the loop turns: limits that never trip, the same work.
         guards=CallGuards(flood_burst=float("inf"), audio_ahead_s=float("inf")),
     )

@@ -73,11 +73,11 @@ def test_content_check_finds_frames_out_of_place_and_other_calls_audio() -> None
 def test_the_bare_relays_mulaw_comes_back_as_24_khz_pcm_and_passes_the_content_check() -> None:
     from benchmarks.bench import PCM24K_FRAME_BYTES
     from bridge.audio import ulaw_to_pcm16
-    from bridge.testing.emulator import _Echo
+    from bridge.testing.emulated_model import Echo
 
     frames = 200
     own = caller_signal(7, frames)
-    echo = _Echo(None, None)  # type: ignore[arg-type]
+    echo = Echo(None, None)  # type: ignore[arg-type]
     back = b"".join(
         echo._ulaw_to_24k(own[i : i + FRAME_BYTES]) for i in range(0, len(own), FRAME_BYTES)
     )
@@ -104,11 +104,11 @@ def test_frames_are_timed_by_the_arrival_of_their_last_byte() -> None:
 def test_the_echo_interpolates_16_to_24_khz_like_np_interp() -> None:
     import numpy as np
 
-    from bridge.testing.emulator import _Echo
+    from bridge.testing.emulated_model import Echo
 
     rng = np.random.default_rng(3)
     chunks = [(rng.standard_normal(n) * 8000).astype("<i2") for n in (320, 320, 7, 320)]
-    echo = _Echo(None, None)  # type: ignore[arg-type]
+    echo = Echo(None, None)  # type: ignore[arg-type]
     out = np.frombuffer(b"".join(echo._to_24k(c.tobytes()) for c in chunks), "<i2")
     signal = np.concatenate(chunks).astype(np.float64)
     known = np.concatenate(([0.0], signal))  # one input sample late

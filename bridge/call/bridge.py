@@ -50,7 +50,7 @@ from ..twilio.media_streams import (
     media_message,
     parse_twilio_event,
 )
-from ..twilio.stream_state import StreamViolation, TwilioStream, Violation
+from ..twilio.stream_state import StreamViolation, TwilioStream
 from .audio_pace import AudioPace
 from .ending import CallEnding
 from .model_turns import ModelTurns
@@ -59,18 +59,12 @@ from .plan import CallPlan
 from .rate_limit import TokenBucket
 from .registry import CallRecord, NoRoom
 from .resources import CallResources
+from .stream_auth import VIOLATION_CLOSE
 from .transcript import Transcript
 from .turn_state import TurnState
 from .wire_watch import WireWatch
 
 log = logging.getLogger(__name__)
-
-VIOLATION_CLOSE = {
-    Violation.MALFORMED: CloseCode.INVALID_DATA,
-    Violation.OUT_OF_ORDER: CloseCode.INVALID_DATA,
-    Violation.TOO_BIG: CloseCode.TOO_BIG,
-    Violation.REPEATED_START: CloseCode.POLICY,
-}
 
 
 class CallEnd(Enum):
@@ -129,79 +123,20 @@ class CallBridge:
             ) as record:
                 self._record = record
                 self._model.started_at = record.started_mono  # first audio counts from here
-                log.info(
-                    "call started",
-                    extra={
-                        "event": "call_started",
-                        "data": {"caller": record.caller, "to": called},
-                    },
-                )
-                record.outcome = await self._bridge(
-                    record, self._resources.planner.for_number(called)
-                )
-                self._log_end(record)
+                plan = self._resources.planner.for_number(called)
+                record.outcome = await self._bridge(record, plan)
         except NoRoom:
             registry.rejected(Rejection.OVER_CAPACITY)
             log.warning("stream refused: no room on this instance")
             await self._close(CloseCode.TRY_AGAIN, "over capacity")
 
     async def _authenticated_start(self) -> Start:
-        """Accept the upgrade and wait for a good ``start``, holding one of the few places
-        for unauthenticated streams meanwhile (with none free the upgrade is refused, HTTP
-        403, before any WebSocket state exists)."""
-        auth, ws = self._resources.authenticator, self._ws
-        auth.take_place()
         try:
-            await ws.accept()
-            auth.check_upgrade(ws.url.path, ws.headers.get("x-twilio-signature"))
-            try:
-                async with asyncio.timeout(auth.start_timeout_s):
-                    start = None
-                    while start is None:
-                        start = self._stream.before_start(await self._receive_frame())
-            except TimeoutError:
-                raise StreamRejected(
-                    f"no 'start' event within {auth.start_timeout_s:g} s"
-                ) from None
-            except StreamViolation as exc:
-                raise StreamRejected(
-                    str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
-                ) from None
-            finally:
-                self._count_unknown_events()
-            auth.check_start(start)
-            return start
-        finally:
-            auth.leave_place()
-
-    def _log_end(self, record: CallRecord) -> None:
-        figures = record.summary(self._tools.completed + self._tools.failed)
-        log.info(
-            "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
-            "Gemini reconnects %d",
-            record.outcome.value,
-            figures["duration_s"],
-            record.frames_in,
-            record.frames_out,
-            record.interruptions,
-            record.reconnects,
-            extra={"event": "call_ended", "data": figures},
-        )
-        if self._resources.log_transcripts and self.transcript.turns:
-            # One structured record per call, never a line per fragment.
-            log.info(
-                "call transcript: %d turns",
-                len(self.transcript.turns),
-                extra={
-                    "event": "transcript",
-                    "data": {
-                        "call_sid": record.call_sid,
-                        "stream_sid": record.stream_sid,
-                        "outcome": record.outcome.value,
-                        "turns": self.transcript.tail(len(self.transcript.turns)),
-                    },
-                },
+            return await self._resources.authenticator.start(
+                self._ws, self._receive_frame, self._stream
             )
+        finally:
+            self._count_unknown_events()
 
     async def _bridge(self, record: CallRecord, plan: CallPlan) -> CallOutcome:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
@@ -227,7 +162,7 @@ class CallBridge:
         )
         self._greeting_expected = bool(plan.persona.greeting)
         record.state_probe = lambda: link.state
-        record.transcript_probe = lambda: self.transcript.tail(6)
+        record.transcript_probe = self.transcript.tail
         try:
             warm = await resources.prewarm.claim(self._call_sid) if resources.prewarm else None
             if warm is not None:
@@ -271,6 +206,7 @@ class CallBridge:
             results = await asyncio.gather(*pumps, return_exceptions=True)
             final_state = "closed" if link.state != "failed" else "failed"
             await self._tools.close()
+            record.tool_calls = self._tools.completed + self._tools.failed
             await ending.close()
             await link.close()
             record.state_probe = lambda: final_state

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 RESERVATION_S = 60.0  # as long as a stream token lives
 RECENT_CALLS = 20  # ended calls the stats API (and the dashboard) show
+TRANSCRIPT_TAIL = 6  # turns of a live call the stats API shows
+MAX_LOGGED_TURNS = 10_000  # a call's whole transcript (it keeps at most 200)
 # Callers that are not phone numbers, shown as they are: nothing to hide, much to tell apart.
 NAMED_CALLERS = frozenset({"softphone"})
 GOODBYE_TIMEOUT_S = 15.0  # a drained call's goodbye, said and played
@@ -74,8 +76,9 @@ class CallRecord:
     frames_out: int = 0
     interruptions: int = 0
     reconnects: int = 0
+    tool_calls: int = 0
     state_probe: Callable[[], str] = lambda: "connecting"  # the Gemini link's state, live
-    transcript_probe: Callable[[], list[dict[str, str]]] = lambda: []  # the last turns
+    transcript_probe: Callable[[int], list[dict[str, str]]] = lambda n: []  # the last n turns
     gemini_setup_ms: float | None = None
     first_audio_ms: float | None = None
     turn_latencies_ms: list[float] = field(default_factory=list)  # at the wire, per answer
@@ -103,10 +106,10 @@ class CallRecord:
             "turns": len(latencies),
             "last_turn_ms": _round(latencies[-1] if latencies else None),
             "median_turn_ms": _round(statistics.median(latencies) if latencies else None),
-            "transcript_tail": self.transcript_probe(),
+            "transcript_tail": self.transcript_probe(TRANSCRIPT_TAIL),
         }
 
-    def summary(self, tool_calls: int) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """The figures of the call's one "call ended" log record."""
         return {
             "outcome": self.outcome.value,
@@ -118,7 +121,7 @@ class CallRecord:
             "interruptions": self.interruptions,
             "reconnects": self.reconnects,
             "turn_latencies_ms": [round(ms) for ms in self.turn_latencies_ms],
-            "tool_calls": tool_calls,
+            "tool_calls": self.tool_calls,
         }
 
 
@@ -136,8 +139,11 @@ class CallRegistry:
         max_calls: int | None,
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        log_transcripts: bool = False,
     ) -> None:
         self.max_calls = max_calls
+        self._log_transcripts = log_transcripts
         self.draining = False
         self._metrics = metrics
         self._clock = clock
@@ -200,6 +206,10 @@ class CallRegistry:
         self._all_gone.clear()
         self.handled += 1
         self._metrics.active_calls.inc()
+        log.info(
+            "call started",
+            extra={"event": "call_started", "data": {"caller": record.caller, "to": called}},
+        )
         try:
             yield record
         finally:
@@ -209,6 +219,38 @@ class CallRegistry:
             self._metrics.active_calls.dec()
             self._metrics.calls.labels(record.outcome.value).inc()
             self._ended(record)
+            self._log_end(record)
+
+    def _log_end(self, record: CallRecord) -> None:
+        """The call's one "call ended" record with its figures; its transcript as one more
+        when LOG_TRANSCRIPTS asks for it (never a line per fragment)."""
+        figures = record.summary()
+        log.info(
+            "call ended: %s after %.1f s, frames in %d out %d, interruptions %d, "
+            "Gemini reconnects %d",
+            record.outcome.value,
+            figures["duration_s"],
+            record.frames_in,
+            record.frames_out,
+            record.interruptions,
+            record.reconnects,
+            extra={"event": "call_ended", "data": figures},
+        )
+        turns = record.transcript_probe(MAX_LOGGED_TURNS) if self._log_transcripts else []
+        if turns:
+            log.info(
+                "call transcript: %d turns",
+                len(turns),
+                extra={
+                    "event": "transcript",
+                    "data": {
+                        "call_sid": record.call_sid,
+                        "stream_sid": record.stream_sid,
+                        "outcome": record.outcome.value,
+                        "turns": turns,
+                    },
+                },
+            )
 
     def _ended(self, record: CallRecord) -> None:
         if record.outcome.counts_as_completed:

@@ -45,7 +45,6 @@ class CallResources:
     tool_timeout_s: float
     link_policy: LinkPolicy
     goodbye_instruction: str  # when the server goes away
-    log_transcripts: bool
     guards: CallGuards = field(default_factory=CallGuards)
     # Each call's Gemini setup, for the readiness watch: (worked, why not).
     on_gemini_setup: Callable[[bool, str], None] = field(default=lambda ok, reason: None)

@@ -9,9 +9,23 @@ the Twilio stream's rules for what may come before ``start`` (docs/security.md).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from starlette.websockets import WebSocket
+
 from ..twilio.media_streams import Start, is_valid_sid
 from ..twilio.security import SignatureCheck, StreamTokens
+from ..twilio.stream_state import StreamViolation, TwilioStream, Violation
 from .outcome import CloseCode, Rejection, StreamRejected
+
+# How a stream that broke the protocol is closed.
+VIOLATION_CLOSE = {
+    Violation.MALFORMED: CloseCode.INVALID_DATA,
+    Violation.OUT_OF_ORDER: CloseCode.INVALID_DATA,
+    Violation.TOO_BIG: CloseCode.TOO_BIG,
+    Violation.REPEATED_START: CloseCode.POLICY,
+}
 
 START_TIMEOUT_S = 5.0  # Twilio sends connected + start right after the upgrade
 # Streams accepted and not yet authenticated, at once. Twilio's wait for 'start' is
@@ -52,6 +66,37 @@ class StreamAuthenticator:
         self._tokens = tokens
         self.places = places or UnauthenticatedStreams()
         self.start_timeout_s = start_timeout_s
+
+    async def start(
+        self,
+        websocket: WebSocket,
+        receive: Callable[[], Awaitable[str | bytes]],
+        stream: TwilioStream,
+    ) -> Start:
+        """Accept the upgrade and wait for a good ``start``, holding one of the few places
+        for unauthenticated streams meanwhile (with none free the upgrade is refused, HTTP
+        403, before any WebSocket state exists). Raises StreamRejected."""
+        self.take_place()
+        try:
+            await websocket.accept()
+            self.check_upgrade(websocket.url.path, websocket.headers.get("x-twilio-signature"))
+            try:
+                async with asyncio.timeout(self.start_timeout_s):
+                    start = None
+                    while start is None:
+                        start = stream.before_start(await receive())
+            except TimeoutError:
+                raise StreamRejected(
+                    f"no 'start' event within {self.start_timeout_s:g} s"
+                ) from None
+            except StreamViolation as exc:
+                raise StreamRejected(
+                    str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
+                ) from None
+            self.check_start(start)
+            return start
+        finally:
+            self.leave_place()
 
     def take_place(self) -> None:
         """Before the upgrade is accepted; raises StreamRejected when none is free."""

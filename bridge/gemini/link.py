@@ -36,28 +36,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from .client import text_input_message, tool_response_message
+from .client import text_input_message
 from .endpoint import GeminiEndpoint
 from .link_policy import Backoff, LinkPolicy, StallAction, StallWatch, SwapDecision, SwapTiming
+from .outbox import Outbox, Outgoing
 from .session import CONFIG_CLOSE_CODES, GeminiSession, GeminiSetupError
 from .wire import FunctionResponse, ServerMessage, SessionConfig
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0  # a socket that will not take a message for this long is stuck
-SWAP_BUFFER_BYTES = 2 * 32000  # 2 s of 16 kHz PCM16 held during a reconnect
-MAX_QUEUED_MESSAGES = 64  # non-audio messages waiting for a connection; a call makes a few
 NUDGE_TEXT = "(The caller has finished speaking and is waiting for your answer.)"
 RESUME_NOTE = (
     "\n\nThis phone call is already in progress: the connection was renewed. Do not greet "
@@ -71,9 +68,6 @@ CONTINUE_NOTE = (
 RESTART_NOTE = (
     "(The connection was renewed while you were answering; the caller heard only the start "
     "of your answer. Answer their last question again, briefly.)"
-)
-LATE_TOOL_NOTE = (
-    "(The result of {name}, which you asked for before the connection was renewed: {result})"
 )
 
 
@@ -145,11 +139,6 @@ class LinkEvents:
     on_nudge: Callable[[], None] = lambda: None
 
 
-# A message waiting for a connection: sent as it is, or a tool's answer, whose form
-# depends on the connection it finally goes to.
-_Outgoing = str | FunctionResponse
-
-
 class GeminiLink:
     def __init__(
         self,
@@ -176,14 +165,10 @@ class GeminiLink:
         self._timing = SwapTiming(clock)
         self._stall = StallWatch(self._policy)
         self._session: GeminiSession | None = None
-        self._generation = 0  # which connection this is: 1, 2, … (0 before the first)
-        self._tool_calls: dict[str, int] = {}  # open tool call id → connection that made it
+        self._outbox = Outbox()  # what waits for a connection
         self._handle: str | None = None
         self._swap_lock = asyncio.Lock()
         self._swapping = False
-        self._held: deque[bytes] = deque()
-        self._held_bytes = 0
-        self._outbox: deque[_Outgoing] = deque()
         self._supervisor: asyncio.Task[None] | None = None
         self._go_away_arrived = asyncio.Event()
         self._lost: GeminiLinkLost | None = None
@@ -219,7 +204,7 @@ class GeminiLink:
 
     def _start(self, session: GeminiSession) -> None:
         self._session = session
-        self._generation = 1
+        self._outbox.connection_opened()
         self.setup_seconds = session.setup_seconds
         self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
 
@@ -244,7 +229,7 @@ class GeminiLink:
                 # question is replayed with it; any other is held until the new connection.
                 if self._turns.has_unanswered:
                     return
-        self._hold(pcm16k)
+        self._outbox.hold(pcm16k)
 
     async def send(self, message: str) -> None:
         """A non-audio message (text, clientContent). Never dropped: while no connection
@@ -255,30 +240,21 @@ class GeminiLink:
         """The answer to one of the model's tool calls, on whatever connection is current."""
         await self._send_or_queue(response)
 
-    async def _send_or_queue(self, outgoing: _Outgoing) -> None:
+    async def _send_or_queue(self, outgoing: Outgoing) -> None:
         if self._lost is not None or self._closed:
             return  # the call is ending; nobody is left to hear it
-        if self._swapping or self._session is None or self._outbox:
-            self._queue(outgoing)
+        outbox = self._outbox
+        if self._swapping or self._session is None or outbox.waiting:
+            outbox.put(outgoing)
             return
-        if not await self._deliver(self._session, outgoing):
-            self._queue(outgoing)  # the reader sees the close; the swap sends it again
+        if not await self._deliver(self._session, outbox.wire_form(outgoing)):
+            outbox.put(outgoing)  # the reader sees the close; the swap sends it again
 
-    def _queue(self, outgoing: _Outgoing) -> None:
-        if len(self._outbox) >= MAX_QUEUED_MESSAGES:
-            log.warning(
-                "%d messages already wait for Gemini: dropped the oldest", len(self._outbox)
-            )
-            self._outbox.popleft()
-        self._outbox.append(outgoing)
-
-    async def _deliver(self, session: GeminiSession, outgoing: _Outgoing) -> bool:
+    async def _deliver(self, session: GeminiSession, message: str) -> bool:
         """Send on ``session``; False if it closed first (the message did not go)."""
-        if isinstance(outgoing, FunctionResponse):
-            outgoing = self._tool_answer(outgoing)
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                await session.send(outgoing)
+                await session.send(message)
         except ConnectionClosed:
             return False
         except TimeoutError:
@@ -287,28 +263,13 @@ class GeminiLink:
             log.warning("Gemini has not taken a message within %.0f s", SEND_TIMEOUT_S)
         return True
 
-    def _tool_answer(self, response: FunctionResponse) -> str:
-        """A toolResponse for a call this connection made; text for one an older one made."""
-        made_on = self._tool_calls.pop(response.id, self._generation)
-        if made_on == self._generation:
-            return tool_response_message([response])
-        log.info("tool %s answered after a reconnect: sent as text", response.name)
-        result = json.dumps(response.response, ensure_ascii=False)
-        return text_input_message(LATE_TOOL_NOTE.format(name=response.name, result=result))
-
     async def _send_queued(self) -> None:
         """Everything that waited for a connection, in order, on the current one."""
-        session = self._session
-        while self._outbox and session is not None:
-            if not await self._deliver(session, self._outbox[0]):
+        session, outbox = self._session, self._outbox
+        while outbox.waiting and session is not None:
+            if not await self._deliver(session, outbox.wire_form(outbox.next())):
                 return  # closed again: the next swap sends the rest
-            self._outbox.popleft()
-
-    def _hold(self, pcm16k: bytes) -> None:
-        self._held.append(pcm16k)
-        self._held_bytes += len(pcm16k)
-        while self._held_bytes > SWAP_BUFFER_BYTES:
-            self._held_bytes -= len(self._held.popleft())
+            outbox.sent()
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -345,9 +306,9 @@ class GeminiLink:
         if content is not None and content.turn_complete:
             self._timing.turn_completed()
         for call in message.tool_calls:
-            self._tool_calls[call.id] = self._generation
+            self._outbox.tool_called(call.id)
         for call_id in message.cancelled_tool_call_ids:
-            self._tool_calls.pop(call_id, None)
+            self._outbox.tool_cancelled(call_id)
         if message.go_away is not None:
             self._timing.go_away(message.go_away.time_left_s)
             self._go_away_arrived.set()
@@ -387,9 +348,9 @@ class GeminiLink:
             try:
                 for chunk in replay:
                     await session.send_audio(chunk)
-                while self._held:
-                    chunk = self._held.popleft()
-                    await session.send_audio(chunk)
+                while held := self._outbox.take_held():  # more is held while these go
+                    for chunk in held:
+                        await session.send_audio(chunk)
                 if cut_short:
                     note = CONTINUE_NOTE.format(heard=heard) if heard else RESTART_NOTE
                     await session.send(text_input_message(note))
@@ -398,10 +359,9 @@ class GeminiLink:
             except BaseException:
                 await asyncio.shield(session.close())  # never leak the new socket
                 raise
-            self._held_bytes = 0
             self._turns.restart_wait()
             self._session = session
-            self._generation += 1
+            self._outbox.connection_opened()
             self._timing.swapped()
             self._stall.reset()
             self.reconnects += 1

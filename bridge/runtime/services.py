@@ -70,7 +70,9 @@ class Services:
         )
         signatures = SignatureCheck(settings.twilio_auth_token, settings.public_url)
         tokens = StreamTokens(settings.stream_token_secret)
-        registry = CallRegistry(settings.max_concurrent_calls, metrics)
+        registry = CallRegistry(
+            settings.max_concurrent_calls, metrics, log_transcripts=settings.log_transcripts
+        )
         prewarm = Prewarm(settings.prewarm_ttl, lambda r: metrics.prewarm.labels(r).inc())
         twiml = TwimlSettings.load(settings.twiml_dir)
 
@@ -94,7 +96,6 @@ class Services:
                 stall_timeout_s=settings.gemini_stall_timeout,
             ),
             goodbye_instruction=twiml.goodbye_instruction,
-            log_transcripts=settings.log_transcripts,
             guards=guards or CallGuards(),
             on_gemini_setup=watch.on_call_setup,
         )
