@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_GREETING
-from ..testing.caller import load_speech, write_call_recording
+from ..testing.speech import load_speech, write_call_recording
 from ..testing.emulator import EmulatorOptions
 from ..testing.harness import loopback_deployment
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from bridge.audio import ModelAudioStream
-from tests.test_measure_pumps import load_script
+from bridge.testing.in_memory_call import bridge_call
 
 
 def test_a_message_with_several_audio_parts_reaches_the_caller_whole_and_in_order() -> None:
@@ -20,7 +20,7 @@ def test_a_message_with_several_audio_parts_reaches_the_caller_whole_and_in_orde
         for c in chunks
     ]
     message = json.dumps({"serverContent": {"modelTurn": {"role": "model", "parts": parts}}})
-    call, twilio, _ = load_script().bridge_call([], [message.encode()])
+    call, twilio, _ = bridge_call([], [message.encode()])
     sent: list[str] = []
 
     async def send_text(text: str) -> None:

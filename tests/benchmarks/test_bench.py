@@ -14,7 +14,7 @@ import pytest
 from benchmarks.bench import _content_check, _frame_times, _search
 from benchmarks.bench_callers import FRAME_BYTES, caller_signal
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_smoke_five_calls_for_five_seconds_reports_every_figure(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from bridge.config import DEFAULT_MODEL, ConfigError, ConfigErrors, error_lines
 from bridge.config.docs import env_example, with_readme_table
 from bridge.runtime.loading import load as load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {
     "PUBLIC_URL": "https://bridge.example.com",
     "TWILIO_AUTH_TOKEN": "twilio-auth-token-123",

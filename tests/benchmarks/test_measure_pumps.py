@@ -10,7 +10,7 @@ from types import ModuleType
 
 
 def load_script() -> ModuleType:
-    path = Path(__file__).parent.parent / "scripts" / "measure_pumps.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "measure_pumps.py"
     spec = importlib.util.spec_from_file_location("measure_pumps", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -11,7 +11,7 @@ import yaml
 from bridge.config import ConfigError, load_settings, single_errors
 from bridge.config.secret_policy import MIN_SECRET_CHARS, weak_secret_problem, weak_secrets
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
