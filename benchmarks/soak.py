@@ -38,15 +38,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bridge.audio import ModelAudioStream
-from bridge.testing.caller import (
-    FRAME_S,
-    VOICED_RMS,
-    CallResult,
-    SimulatedCaller,
-    frame_rms,
-    load_speech,
-)
+from bridge.testing.call_result import FRAME_S, CallResult
+from bridge.testing.caller import SimulatedCaller
 from bridge.testing.emulator import EmulatorOptions, GeminiEmulator, bundled_reply
+from bridge.testing.speech import VOICED_RMS, frame_rms, load_speech
 
 REPLY_SECONDS = 1.5
 LOST_GAP_S = 1.0

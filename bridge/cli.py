@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import sys
 from pathlib import Path
 
 PROG = "gemini-phone-bridge"
@@ -25,6 +27,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("soxr") is None:  # the simulator's speech samples need it
+        print(
+            f"{PROG} demo: the simulator is not installed; "
+            "pip install 'gemini-phone-bridge[simulator]'",
+            file=sys.stderr,
+        )
+        return 2
     from .commands.demo import DemoOptions
     from .commands.demo import main as demo_main
     from .observability.logs import configure_logging

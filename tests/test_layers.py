@@ -13,14 +13,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bridge"
 
 FOUNDATION = {"config", "observability", "threads"}
-PROTOCOLS = {"gemini", "twilio", "tools", "audio", "state"}
+PROTOCOLS = {"gemini", "twilio", "tools", "audio"}
 # What each layer may import of the bridge, besides itself.
 MAY_IMPORT: dict[str, set[str]] = {
     "config": set(),
     "threads": set(),
     "observability": {"config"},
     "audio": set(),
-    "state": set(),
     "gemini": {"config", "observability"},
     "twilio": {"config", "observability", "threads"},
     "tools": {"gemini", "config", "observability", "threads"},

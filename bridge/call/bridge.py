@@ -19,6 +19,10 @@ Two pumps carry the audio:
 Whichever pump ends first ends the call; the other is cancelled and awaited.
 Tool calls and the actions that end a call once its last words have played
 run as tasks the call owns and cancels.
+
+Why one module of ~500 lines: it is the one place where a call's events meet (setup,
+the two pumps, tools, ending) and the order they happen in matters; split further, a
+reader would follow one frame across files. What can stand alone already does.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..audio import TWILIO_FRAME_BYTES, CallerAudioStream
 from ..gemini.client import client_content_message, text_input_message
-from ..gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, SwapReason
+from ..gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkState, SwapReason
 from ..gemini.session import GeminiSetupError
 from ..gemini.wire import FunctionResponse, ServerContent
 from ..observability.logs import tag_call
@@ -60,7 +64,7 @@ from .rate_limit import TokenBucket
 from .registry import CallRecord, NoRoom
 from .resources import CallResources
 from .stream_auth import VIOLATION_CLOSE
-from .transcript import Transcript
+from .transcript import Speaker, Transcript
 from .turn_state import TurnState
 from .wire_watch import WireWatch
 
@@ -177,7 +181,7 @@ class CallBridge:
             log.error("Gemini session did not open: %s", exc.reason)
             record.failure = f"Gemini did not open: {exc.reason}"
             await link.close()
-            record.state_probe = lambda: "failed"
+            record.state_probe = lambda: LinkState.FAILED
             # Closing the stream lets Twilio speak the apology that follows <Connect>.
             await self._close(CloseCode.INTERNAL, "assistant unavailable")
             return CallOutcome.GEMINI_UNAVAILABLE
@@ -204,7 +208,7 @@ class CallBridge:
             for task in pumps:
                 task.cancel()
             results = await asyncio.gather(*pumps, return_exceptions=True)
-            final_state = "closed" if link.state != "failed" else "failed"
+            final_state = LinkState.FAILED if link.state is LinkState.FAILED else LinkState.CLOSED
             await self._tools.close()
             record.tool_calls = self._tools.completed + self._tools.failed
             await ending.close()
@@ -377,7 +381,7 @@ class CallBridge:
         # before any audio that rides with it, and the turn closes after it.
         model = self._model
         if content.input_transcription is not None:
-            self.transcript.add("caller", content.input_transcription.text)
+            self.transcript.add(Speaker.CALLER, content.input_transcription.text)
         if content.interrupted:
             await self._barge_in(received)
         if content.audio:
@@ -393,7 +397,7 @@ class CallBridge:
                     assert self._record is not None
                     self._record.turn_latencies_ms.append(latency * 1000)
         if content.output_transcription is not None and not model.dropping:
-            self.transcript.add("assistant", content.output_transcription.text)
+            self.transcript.add(Speaker.ASSISTANT, content.output_transcription.text)
         if content.generation_complete or content.turn_complete:
             if not model.dropping:
                 await self._send_audio(model.generated(), end_of_turn=True)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..gemini.session import GeminiSession, GeminiSetupError
+from ..gemini.session import GeminiSession, GeminiSetupError, SetupFailure
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Prewarm:
         except Exception as exc:  # the socket died while the greeting was sent
             self._on_result("failed")
             raise GeminiSetupError(
-                f"pre-warmed session lost ({exc.__class__.__name__})", kind="closed"
+                f"pre-warmed session lost ({exc.__class__.__name__})", kind=SetupFailure.CLOSED
             ) from None
         self._on_result("used")
         return session

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 
 MAX_TURNS = 200
 MAX_TURN_CHARS = 2000
 
 
+class Speaker(StrEnum):
+    CALLER = "caller"
+    ASSISTANT = "assistant"
+
+
 @dataclass(slots=True)
 class Turn:
-    speaker: str  # "caller" | "assistant"
+    speaker: Speaker
     text: str
 
 
@@ -27,7 +33,7 @@ class Transcript:
         self._added = 0  # turns ever added
         self._added_at_end = 0  # ... when the model's last turn ended
 
-    def add(self, speaker: str, fragment: str) -> None:
+    def add(self, speaker: Speaker, fragment: str) -> None:
         if not fragment:
             return
         last = self._turns[-1] if self._turns else None
@@ -44,7 +50,11 @@ class Transcript:
         self._open = False
         self._added_at_end = self._added
 
-    def open_text(self, speaker: str) -> str:
+    def open_answer(self) -> str:
+        """What the model has said of the answer it has not finished."""
+        return self.open_text(Speaker.ASSISTANT)
+
+    def open_text(self, speaker: Speaker) -> str:
         """What ``speaker`` said since the model's last turn ended (the caller's fragments
         may have come in between)."""
         since = min(self._added - self._added_at_end, len(self._turns))

@@ -1,8 +1,9 @@
 """Deadlines on a call's two wires, checked once a second by one task.
 
 Twilio sends a frame every 20 ms and every frame is sent on at once, so a
-timer per frame (``asyncio.timeout``, ~6 µs to arm and disarm) would be armed
-150 times a second per call to catch a fault that almost never happens. The
+timer per frame (``asyncio.timeout``, dearer to arm and disarm than the frame's own
+work; docs/performance.md) would be armed 150 times a second per call to catch a
+fault that almost never happens. The
 pumps note instead when they last heard from Twilio and when a send began;
 this watch ends the call when either is overdue.
 """

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_GREETING
-from ..testing.speech import load_speech, write_call_recording
 from ..testing.emulator import EmulatorOptions
 from ..testing.harness import loopback_deployment
+from ..testing.speech import load_speech, write_call_recording
 
 log = logging.getLogger(__name__)
 

@@ -55,10 +55,10 @@ def serve(host: str, port: int) -> int:
     )
     for line in summary_lines(services):
         log.log(line.level, line.text)
-    if resample.implementation() != "C":
+    if resample.implementation() is not resample.Implementation.C:
         log.warning(
             "the resamplers' C speedups were not built (no C compiler at install): "
-            "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
+            "calls work, at more CPU each (docs/performance.md); reinstall with gcc to build them"
         )
     if not settings.operator_token:
         log.warning(GUARD_WITHOUT_TOKEN)

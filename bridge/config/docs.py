@@ -14,9 +14,11 @@ ENV_EXAMPLE_HEAD = """\
 # Settings for `gemini-phone-bridge serve` (and `check`, `dev-phone`). Copy this file to
 # .env in the working directory, or set them in the environment (the environment wins).
 # Every bad setting stops start-up with one line naming it.
-# Generated from bridge/config.py by scripts/settings-docs: edit the table there.
+# Generated from bridge/config/table.py by scripts/settings-docs: edit the table there.
 """
-README_START = "<!-- settings table: generated from bridge/config.py by scripts/settings-docs -->"
+README_START = (
+    "<!-- settings table: generated from bridge/config/table.py by scripts/settings-docs -->"
+)
 README_END = "<!-- end of the settings table -->"
 
 

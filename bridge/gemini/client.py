@@ -11,6 +11,7 @@ from typing import Any
 import pybase64
 
 from .wire import (
+    INPUT_AUDIO_MIME,
     FunctionCall,
     FunctionResponse,
     GeminiProtocolError,
@@ -62,17 +63,12 @@ def setup_message(config: SessionConfig) -> str:
     return json.dumps({"setup": setup})
 
 
+_AUDIO_INPUT_HEAD = '{"realtimeInput":{"audio":{"mimeType":"' + INPUT_AUDIO_MIME + '","data":"'
+
+
 def audio_input_message(pcm16k: bytes) -> str:
     # Hot path: 50 messages/s per call, so a format string rather than json.dumps.
-    return (
-        '{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'
-        + b64encode(pcm16k)
-        + '"}}}'
-    )
-
-
-def audio_stream_end_message() -> str:
-    return json.dumps({"realtimeInput": {"audioStreamEnd": True}})
+    return _AUDIO_INPUT_HEAD + b64encode(pcm16k) + '"}}}'
 
 
 def text_input_message(text: str) -> str:

@@ -29,6 +29,10 @@ notice. So the link:
 
 When none of that works, ``receive()`` raises ``GeminiLinkLost`` and the call
 ends with the spoken apology.
+
+Why one module of ~500 lines: the decisions are already pure objects elsewhere
+(``link_policy.py``: when to swap, backoff, stalls; ``outbox.py``: what waits for a
+connection); what is left is the one I/O sequence of a swap, which reads best whole.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
@@ -71,12 +75,31 @@ RESTART_NOTE = (
 )
 
 
+class LinkState(StrEnum):
+    """The session's states, plus the swap between two of them (what the dashboard shows)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
 class SwapReason(Enum):
     """Why the link changed connections (the reconnect metric's label)."""
 
     GO_AWAY = "goAway"
     CLOSED = "closed"
     STALL = "stall"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedSwap:
+    """A swap the supervisor decided on: why (the metric's label) and what to log."""
+
+    reason: SwapReason
+    detail: str
 
 
 class GeminiLinkLost(Exception):
@@ -111,7 +134,9 @@ class CallerTurns(Protocol):
 class Conversation(Protocol):
     """What the link must know of what was said (the call's ``Transcript``)."""
 
-    def open_text(self, speaker: str) -> str: ...
+    def open_answer(self) -> str:
+        """What the model has said of the answer it has not finished."""
+        ...
 
     def summary(self) -> str: ...
 
@@ -179,12 +204,14 @@ class GeminiLink:
     # --- state for operators ----------------------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> LinkState:
         if self._lost is not None:
-            return "failed"
+            return LinkState.FAILED
         if self._swapping:
-            return "reconnecting"
-        return self._session.state if self._session is not None else "connecting"
+            return LinkState.RECONNECTING
+        if self._session is None:
+            return LinkState.CONNECTING
+        return LinkState(self._session.state.value)
 
     @property
     def close_code(self) -> int | None:
@@ -338,7 +365,7 @@ class GeminiLink:
         # What the old connection leaves unfinished: the caller's unanswered speech as
         # Gemini had it (audio from now on is held apart), and the answer it was giving.
         cut_short = self._turns.answer_started
-        heard = self._transcript.open_text("assistant") if cut_short else ""
+        heard = self._transcript.open_answer() if cut_short else ""
         replay = self._turns.unanswered_audio()
         self._turns.on_model_turn_cut()
         try:
@@ -428,20 +455,19 @@ class GeminiLink:
             if self._swapping or self._lost is not None:
                 continue
             action = self._next_action(self._clock())
-            if action == "nudge":
+            if action is StallAction.NUDGE:
                 await self.send(text_input_message(NUDGE_TEXT))
                 continue
-            if action is None:
+            if not isinstance(action, PlannedSwap):
                 continue
-            reason = SwapReason.STALL if action == "stall" else SwapReason.GO_AWAY
             async with self._swap_lock:
                 if self._swapping or self._lost is not None or self._closed:
                     continue
                 try:
-                    await self._swap(reason, action)
+                    await self._swap(action.reason, action.detail)
                 except GeminiLinkLost:
                     # The reader finds the old session closed and raises the same loss.
-                    log.error("Gemini link lost during a %s swap", action)
+                    log.error("Gemini link lost during a %s swap", action.detail)
 
     def _check_in(self, now: float) -> float:
         return self._stall.check_in(
@@ -455,18 +481,20 @@ class GeminiLink:
             async with asyncio.timeout(seconds):
                 await self._go_away_arrived.wait()
 
-    def _next_action(self, now: float) -> str | None:
-        """ "goAway …" or "stall" (swap now), "nudge", or None."""
+    def _next_action(self, now: float) -> PlannedSwap | StallAction | None:
+        """A swap to make now, a nudge to send, or nothing yet."""
         decision = self._timing.decide(self._turns.model_generating)
         if decision is SwapDecision.NOW:
-            return "goAway"
+            return PlannedSwap(SwapReason.GO_AWAY, "goAway")
         if decision is SwapDecision.FORCED:
-            return "goAway (deadline, mid-answer)"
+            return PlannedSwap(SwapReason.GO_AWAY, "goAway (deadline, mid-answer)")
         waiting_since = self._turns.waiting_since()
         action = self._stall.decide(waiting_since, now)
         if action is StallAction.NUDGE:
             assert waiting_since is not None
             log.warning("no answer %.1f s after the caller finished: nudging", now - waiting_since)
             self._events.on_nudge()
-            return "nudge"
-        return "stall" if action is StallAction.REPLACE else None
+            return StallAction.NUDGE
+        if action is StallAction.REPLACE:
+            return PlannedSwap(SwapReason.STALL, "stall")
+        return None

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ..call.registry import mask_number
 from ..config.values import is_loopback_host
+from ..gemini.endpoint import Backend
 from .services import Services
 
 
@@ -53,7 +54,7 @@ def _personas(services: Services) -> SummaryLine:
 
 def summary_lines(services: Services) -> list[SummaryLine]:
     settings, default = services.settings, services.planner.personas.default
-    backend = "Vertex AI" if services.endpoint.backend == "vertex" else "AI Studio"
+    backend = "Vertex AI" if services.endpoint.backend is Backend.VERTEX else "AI Studio"
     where = " via GEMINI_LIVE_URL" if settings.gemini_live_url else ""
     greeting = "greets the caller first" if default.greeting else "waits for the caller"
     lines = [

@@ -22,7 +22,7 @@ from ..call.plan import CallPlanner
 from ..call.registry import CallRegistry
 from ..call.resources import CallGuards, CallResources
 from ..call.stream_auth import StreamAuthenticator
-from ..gemini.endpoint import ApiKeyAuth, GeminiEndpoint
+from ..gemini.endpoint import ApiKeyAuth, Backend, GeminiEndpoint
 from ..gemini.link_policy import LinkPolicy
 from ..gemini.server import setup_complete_message
 from ..gemini.session import GeminiSession
@@ -141,7 +141,7 @@ class GeminiSide:
 # One set of metrics for every call, as in the server: a registry per call would be timed
 # as part of each pump and make the bridge look dearer the fewer frames each pump has.
 METRICS = BridgeMetrics()
-ENDPOINT = GeminiEndpoint("ws://gemini", "models/m", ApiKeyAuth("key"), "ai_studio")
+ENDPOINT = GeminiEndpoint("ws://gemini", "models/m", ApiKeyAuth("key"), Backend.AI_STUDIO)
 
 
 def resources(gemini: GeminiSide) -> CallResources:

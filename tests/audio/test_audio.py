@@ -21,12 +21,11 @@ from bridge.audio import (
 )
 
 
-@pytest.fixture(autouse=True, params=["c", "c-sse2", "numpy"])
+@pytest.fixture(autouse=True, params=["c", "numpy"])
 def implementation(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Every test here runs on every implementation: the C speedups as they run on this
-    CPU (AVX where it has it), the C speedups held to SSE2, and numpy and audioop."""
+    """Every test here runs on every implementation: the C speedups, and numpy and audioop."""
     if request.param == "numpy":
         monkeypatch.setattr(resample, "_speedups", None)
         monkeypatch.setattr(mulaw, "_speedups", None)
@@ -34,14 +33,7 @@ def implementation(
         return
     if resample._speedups is None:
         pytest.skip("built without the C speedups (no C compiler when installed)")
-    if request.param == "c":
-        yield "c"
-        return
-    had_avx = resample._speedups.set_avx(False)
-    try:
-        yield "c"
-    finally:
-        resample._speedups.set_avx(had_avx)
+    yield "c"
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
@@ -280,30 +272,6 @@ def test_the_c_and_numpy_resamplers_agree_chunk_for_chunk(implementation: str) -
         assert len(c_out) == len(numpy_out) > 0
         assert np.abs(c_out - numpy_out).max() <= 1
         assert np.count_nonzero(c_out != numpy_out) < len(c_out) / 100
-
-
-@pytest.mark.parametrize("implementation", ["c"], indirect=True)
-def test_the_avx_and_sse2_filters_give_the_same_bytes(implementation: str) -> None:
-    """The AVX kernels only widen the SSE2 ones (no FMA): bit for bit, at any chunking,
-    with the history and the decimation phase carried across the switch."""
-    speedups = resample._speedups
-    assert speedups is not None
-    if not speedups.set_avx(True):
-        pytest.skip("this CPU has no AVX")
-    rng = np.random.default_rng(11)
-    caller = pcm(np.clip(rng.standard_normal(16000) * 15000, -32768, 32767))
-    model = pcm(np.clip(rng.standard_normal(48000) * 15000, -32768, 32767))
-    for make, signal, sizes in (
-        (Upsampler2x, caller, [320, 64, 62, 130, 2, 1000] * 20),
-        (Downsampler3x, model, [960, 128, 384, 386, 2, 4, 1922, 100] * 12),
-    ):
-        outputs = []
-        for avx in (True, False):
-            speedups.set_avx(avx)
-            resampler = make()
-            outputs.append(b"".join(resampler.process(c) for c in chunks(signal, sizes)))
-        speedups.set_avx(True)
-        assert outputs[0] == outputs[1] and len(outputs[0]) > 0
 
 
 @pytest.mark.parametrize("implementation", ["c"], indirect=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bench import _content_check, _frame_times, _search
+from benchmarks.bench import _content_check, _frame_times
 from benchmarks.bench_callers import FRAME_BYTES, caller_signal
+from benchmarks.sweep import ladder_search
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,7 +125,7 @@ def test_the_echo_interpolates_16_to_24_khz_like_np_interp() -> None:
 
 def test_the_search_climbs_the_ladder_then_halves_the_gap() -> None:
     def run(limit: int) -> tuple[list[int], int]:
-        search, tried = _search((10, 25, 50, 100, 200)), []
+        search, tried = ladder_search((10, 25, 50, 100, 200)), []
         calls = next(search)
         while True:
             tried.append(calls)
@@ -146,7 +147,7 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
 ) -> None:
     from types import SimpleNamespace
 
-    from benchmarks import bench
+    from benchmarks import sweep
 
     ran: list[tuple[str, int]] = []
     hiccups = {("b", 50)}  # one slow spell: the first try of b at 50 calls fails
@@ -159,8 +160,8 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
             passed = False
         return SimpleNamespace(mode=mode, calls=calls, passed=passed, name=mode)
 
-    monkeypatch.setattr(bench, "run_step", fake_step)
-    steps, best = bench.sweep([("a", 1), ("b", 1)], None, 1.0, ladder=(10, 25, 50, 100))  # type: ignore[arg-type]
+    monkeypatch.setattr(sweep, "run_step", fake_step)
+    steps, best = sweep.sweep([("a", 1), ("b", 1)], None, 1.0, ladder=(10, 25, 50, 100))  # type: ignore[arg-type]
     assert best == {"a": 28, "b": 59}
     assert ran[:6] == [("a", 10), ("b", 10), ("a", 25), ("b", 25), ("a", 50), ("a", 50)]
     assert ("b", 50) in ran[6:8] and ran.count(("b", 50)) == 2  # failed once, then passed
@@ -170,7 +171,7 @@ def test_the_sweep_takes_turns_and_tries_a_failed_step_again(
 def test_cpu_against_the_relay_compares_passing_steps_at_equal_calls() -> None:
     from types import SimpleNamespace
 
-    from benchmarks.bench import cpu_against_relay
+    from benchmarks.sweep import cpu_against_relay
 
     def step(name: str, calls: int, cpu: float, passed: bool = True) -> SimpleNamespace:
         return SimpleNamespace(name=name, calls=calls, cpu_s_per_call_minute=cpu, passed=passed)

@@ -22,7 +22,9 @@ def authenticator(places: int = 64) -> tuple[StreamAuthenticator, StreamTokens]:
 def start(token: str, **parameters: str) -> Start:
     params = {"callSid": CALL, "from": "+1415", "to": "+1800", "token": token, **parameters}
     event = parse_twilio_event(
-        start_event(stream_sid=STREAM, call_sid=CALL, account_sid="AC" + "0" * 32, custom_parameters=params)
+        start_event(
+            stream_sid=STREAM, call_sid=CALL, account_sid="AC" + "0" * 32, custom_parameters=params
+        )
     )
     assert isinstance(event, Start)
     return event

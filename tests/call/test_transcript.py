@@ -1,16 +1,16 @@
 """Transcripts stitched from fragments, and the summary a fresh session gets."""
 
-from bridge.call.transcript import Transcript
+from bridge.call.transcript import Speaker, Transcript
 
 
 def test_fragments_join_into_turns_per_speaker() -> None:
     t = Transcript()
-    t.add("caller", " where is")
-    t.add("caller", " my order")
-    t.add("assistant", "Ca")
-    t.add("assistant", "n I have the number?")
+    t.add(Speaker.CALLER, " where is")
+    t.add(Speaker.CALLER, " my order")
+    t.add(Speaker.ASSISTANT, "Ca")
+    t.add(Speaker.ASSISTANT, "n I have the number?")
     t.end_turn()
-    t.add("assistant", "Also,")  # a new model turn
+    t.add(Speaker.ASSISTANT, "Also,")  # a new model turn
     assert [(x.speaker, x.text) for x in t.turns] == [
         ("caller", "where is my order"),
         ("assistant", "Can I have the number?"),
@@ -22,8 +22,8 @@ def test_fragments_join_into_turns_per_speaker() -> None:
 def test_summary_keeps_the_most_recent_turns_within_a_budget() -> None:
     t = Transcript()
     for i in range(100):
-        t.add("caller", f"question {i}")
-        t.add("assistant", f"answer {i}")
+        t.add(Speaker.CALLER, f"question {i}")
+        t.add(Speaker.ASSISTANT, f"answer {i}")
         t.end_turn()
     summary = t.summary(max_chars=200)
     assert len(summary) <= 200
@@ -34,5 +34,5 @@ def test_summary_keeps_the_most_recent_turns_within_a_budget() -> None:
 def test_bounded() -> None:
     t = Transcript(max_turns=3)
     for i in range(10):
-        t.add("caller" if i % 2 else "assistant", f"t{i}")
+        t.add(Speaker.CALLER if i % 2 else "assistant", f"t{i}")
     assert len(t.turns) == 3

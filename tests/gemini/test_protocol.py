@@ -10,7 +10,6 @@ from hypothesis import given, settings
 
 from bridge.gemini.client import (
     audio_input_message,
-    audio_stream_end_message,
     client_content_message,
     parse_server_message,
     setup_message,
@@ -77,7 +76,7 @@ def test_client_messages_round_trip() -> None:
     audio = parse_client_message(audio_input_message(pcm))
     assert audio.audio == pcm and audio.audio_mime == "audio/pcm;rate=16000"
     assert parse_client_message(text_input_message("hi")).text == "hi"
-    assert parse_client_message(audio_stream_end_message()).audio_stream_end
+    assert parse_client_message('{"realtimeInput": {"audioStreamEnd": true}}').audio_stream_end
     content = parse_client_message(client_content_message("Greet the caller."))
     assert content.is_client_content and content.client_turn_complete
     assert content.client_turns[0]["parts"][0]["text"] == "Greet the caller."

@@ -9,7 +9,7 @@ import pytest
 import websockets
 
 from bridge.gemini.client import parse_server_message, setup_message, text_input_message
-from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint, OAuthAuth
+from bridge.gemini.endpoint import ApiKeyAuth, Backend, GeminiEndpoint, OAuthAuth
 from bridge.gemini.session import GeminiSession, GeminiSetupError
 from bridge.gemini.wire import SessionConfig
 from bridge.testing.emulator import DEFAULT_API_KEY, EmulatorOptions, GeminiEmulator
@@ -20,7 +20,9 @@ CONFIG = SessionConfig(model="models/gemini-3.8-live", voice="Kore", system_prom
 def endpoint(
     url: str, key: str = DEFAULT_API_KEY, model: str = "models/gemini-3.8-live"
 ) -> GeminiEndpoint:
-    return GeminiEndpoint(url=url, model_resource=model, auth=ApiKeyAuth(key), backend="ai_studio")
+    return GeminiEndpoint(
+        url=url, model_resource=model, auth=ApiKeyAuth(key), backend=Backend.AI_STUDIO
+    )
 
 
 async def open_session(emulator: GeminiEmulator, **kwargs: object) -> GeminiSession:
@@ -117,7 +119,7 @@ def test_vertex_path_with_bearer_token() -> None:
     async def scenario() -> None:
         async with GeminiEmulator(EmulatorOptions(bearer_token="ya29.token")) as emulator:
             model = "projects/p/locations/us-central1/publishers/google/models/gemini-3.8-live"
-            ep = GeminiEndpoint(emulator.vertex_url, model, OAuthAuth(Creds()), "vertex")
+            ep = GeminiEndpoint(emulator.vertex_url, model, OAuthAuth(Creds()), Backend.VERTEX)
             session = GeminiSession(ep, SessionConfig(model=model, voice="Kore", system_prompt="x"))
             await session.open()
             assert emulator.sessions[0].auth == "bearer"

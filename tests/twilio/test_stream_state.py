@@ -86,6 +86,8 @@ def test_after_start_unknown_events_are_ignored_a_second_start_is_not() -> None:
 def test_stop_ends_the_stream() -> None:
     stream = TwilioStream()
     stream.before_start(START)
-    stop = parse_twilio_event(stop_event(stream_sid=STREAM, sequence_number=9, call_sid=CALL, account_sid=""))
+    stop = parse_twilio_event(
+        stop_event(stream_sid=STREAM, sequence_number=9, call_sid=CALL, account_sid="")
+    )
     assert isinstance(stream.after_start(stop), Stop)
     assert stream.phase is StreamPhase.STOPPED
