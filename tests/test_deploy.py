@@ -193,10 +193,10 @@ def test_dockerignore_keeps_the_venv_the_env_file_and_git_out_of_the_build_conte
         "pyproject.toml",
         "setup.py",
         "README.md",
-        "bridge/app.py",
+        "bridge/web/app.py",
         "twiml/voice.toml",
-        "bridge/pages/dashboard.html",
-        "bridge/twiml_defaults/voice.toml",
+        "bridge/web/pages/dashboard.html",
+        "bridge/twilio/twiml_defaults/voice.toml",
     ):
         assert sent(path), path
     # Everything the Dockerfile copies is sent.
