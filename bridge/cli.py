@@ -5,94 +5,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import importlib.util
 import sys
 from pathlib import Path
-
-from .config import ConfigError, error_lines
 
 PROG = "gemini-phone-bridge"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import create_app
-    from .audio import resample
-    from .config import load_settings
-    from .gemini.endpoint import endpoint_from_settings
-    from .logs import configure_logging
-    from .operator_auth import GUARD_WITHOUT_TOKEN, is_loopback
-    from .server import DrainingServer, uvicorn_config
-    from .services import Services
-    from .startup_summary import summary_lines
+    from .commands.serve import serve
 
-    try:
-        settings = load_settings()
-        configure_logging(
-            settings.log_level, settings.secrets(), settings.log_format, settings.log_probes
-        )
-        services = Services.build(settings, endpoint_from_settings(settings))
-    except ConfigError as exc:
-        for line in error_lines(exc):
-            print(f"{PROG}: configuration error: {line}", file=sys.stderr)
-        return 2
-    if settings.dev_softphone and not settings.operator_token and not is_loopback(args.host):
-        print(
-            f"{PROG}: configuration error: DEV_SOFTPHONE: without OPERATOR_TOKEN the softphone "
-            "is for this machine only: serve with --host 127.0.0.1, or set OPERATOR_TOKEN",
-            file=sys.stderr,
-        )
-        return 2
-    # The tools' header values are known only now: scrub them too.
-    configure_logging(
-        settings.log_level, services.secrets(), settings.log_format, settings.log_probes
-    )
-    log = logging.getLogger("bridge")
-    log.info(
-        "serving on %s:%d for %s (Gemini %s, model %s, resamplers in %s)",
-        args.host,
-        args.port,
-        settings.public_url,
-        services.endpoint.backend,
-        settings.gemini_model,
-        resample.implementation(),
-    )
-    for line in summary_lines(services):
-        log.log(line.level, line.text)
-    if resample.implementation() != "C":
-        log.warning(
-            "the resamplers' C speedups were not built (no C compiler at install): "
-            "calls work, at up to ~30%% more CPU each; reinstall with gcc to build them"
-        )
-    if not settings.operator_token:
-        log.warning(GUARD_WITHOUT_TOKEN)
-    config = uvicorn_config(
-        create_app(services, probe_gemini_at_start=True),
-        host=args.host,
-        port=args.port,
-        lifespan="on",  # the Gemini watch: probes at start, cancelled at shutdown
-    )
-    server = DrainingServer(config, services.drain)
-    try:
-        server.run()
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without draining
-        log.warning("stopped at once (second Ctrl-C); calls still running were cut off")
-        return 130
-    log.info("stopped (%s): calls drained", server.stopped_by or "shutdown")
-    return 0
+    return serve(args.host, args.port)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import run_checks
-    from .logs import configure_logging
+    from .commands.check import run_checks
+    from .observability.logs import configure_logging
 
     configure_logging("ERROR", fmt="text")  # the results are the output; the log is for faults
     return asyncio.run(run_checks())
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions
-    from .demo import main as demo_main
-    from .logs import configure_logging
+    if importlib.util.find_spec("soxr") is None:  # the simulator's speech samples need it
+        print(
+            f"{PROG} demo: the simulator is not installed; "
+            "pip install 'gemini-phone-bridge[simulator]'",
+            file=sys.stderr,
+        )
+        return 2
+    from .commands.demo import DemoOptions
+    from .commands.demo import main as demo_main
+    from .observability.logs import configure_logging
 
     configure_logging("DEBUG" if args.verbose else "WARNING", fmt="text")
     return demo_main(
@@ -106,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from .logs import configure_logging
+    from .observability.logs import configure_logging
     from .testing.emulator import DEFAULT_API_KEY, EmulatorOptions, FaultPlan, GeminiEmulator
 
     configure_logging("INFO", fmt="text")
@@ -161,7 +105,7 @@ DEV_SOFTPHONE=true
 
 
 def _dev_phone(args: argparse.Namespace) -> int:
-    from .dev_phone import run
+    from .commands.dev_phone import run
 
     return run(args.host, args.port)
 

@@ -18,20 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.testing.bench import (
-    LADDER,
-    RELAY_AUDIO,
-    StepResult,
-    cpu_against_relay,
-    emulator_process,
-    machine,
-    micro_benchmark,
-    profile_summary,
-    run_step,
-    sweep,
-    table,
-    write_json,
-)
+from benchmarks.bench import StepResult, run_step
+from benchmarks.per_frame import micro_benchmark
+from benchmarks.processes import RELAY_AUDIO, emulator_process, profile_summary
+from benchmarks.sweep import LADDER, cpu_against_relay, machine, sweep, table, write_json
 
 
 def plot(steps: list[StepResult], path: str) -> None:

@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any
 
-from bridge.testing.attacks import chunked_post, compression_burst, fast_audio, idle_streams
+from benchmarks.attacks import chunked_post, compression_burst, fast_audio, idle_streams
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.served import ServedBridge, served_bridge
 

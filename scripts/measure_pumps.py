@@ -4,106 +4,38 @@
 
 The benchmark's CPU figures carry the whole stack (uvicorn, websockets, the kernel)
 and the shared host's noise, which hide a microsecond here or there. This times only
-what differs between the servers: the bridge's two pumps (``CallBridge`` with its link,
-session, parsers, audio and per-frame features) and the bare relay's and relay+audio's,
-fed the benchmark's own frames (Twilio's media events up, the emulator's echo down)
-through stand-ins for the two sockets that hand over the next message after one turn
-of the event loop (uvloop, as in the server). ``--calls`` runs that many pumps of each
-kind at once, round-robin, as a busy server does.
+what differs between the servers: a whole ``CallBridge`` (its link, session, parsers,
+audio and per-frame features), built as the server builds it, and the bare relay's and
+relay+audio's pumps, fed the benchmark's own frames (Twilio's media events up, the
+emulator's echo down) through stand-ins for the two sockets that hand over the next
+message after one turn of the event loop (uvloop, as in the server). A call is timed
+each way on its own: up (the caller's frames, Gemini silent) and down (Gemini's echoes,
+the caller silent). ``--calls`` runs that many at once, round-robin, as a busy server does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
+import sys
 import time
-import types
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import numpy as np
 import uvloop
 from starlette.websockets import WebSocketDisconnect
-from websockets.exceptions import ConnectionClosed
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/
+
+from benchmarks.bench_callers import caller_signal
+from benchmarks.relay import relay_down, relay_up
 from bridge.audio import CallerAudioStream, ModelAudioStream, ulaw_to_pcm16
-from bridge.audio_pace import AudioPace
-from bridge.call_bridge import FLOOD_BURST, FLOOD_RATE, CallBridge
-from bridge.calls import CallRecord
-from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
-from bridge.gemini.link import GeminiLink
-from bridge.gemini.protocol import SessionConfig, server_content_message
-from bridge.gemini.session import GeminiSession
-from bridge.metrics import BridgeMetrics
-from bridge.rate_limit import TokenBucket
-from bridge.testing.bench_callers import caller_signal
-from bridge.testing.relay import relay_down, relay_up
+from bridge.gemini.server import server_content_message
+from bridge.testing.in_memory_call import STREAM_SID, GeminiSide, TwilioSide, bridge_call
 from bridge.twilio.media_streams import media_event
 
-STREAM_SID = "MZ" + "0" * 32
 DISTINCT = 250  # different frames, so the CPU cannot learn one frame's branches
-
-
-class _OneTurn:
-    """Awaiting it gives the event loop one turn: what the cheapest socket read costs."""
-
-    def __await__(self) -> Generator[None, None, None]:
-        yield
-
-
-ONE_TURN = _OneTurn()
-
-
-class TwilioSide:
-    """Starlette's ``WebSocket`` as the pumps use it, over a list of frames."""
-
-    def __init__(self, frames: Iterator[str]) -> None:
-        self._frames = frames
-        self.sent = 0
-
-    async def receive(self) -> dict[str, Any]:
-        await ONE_TURN
-        for frame in self._frames:
-            return {"type": "websocket.receive", "text": frame}
-        return {"type": "websocket.disconnect", "code": 1000}
-
-    async def receive_text(self) -> str:
-        message = await self.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message["code"])
-        return message["text"]
-
-    async def send_text(self, text: str) -> None:
-        self.sent += 1
-
-
-class GeminiSide:
-    """websockets' ``ClientConnection`` as the pumps use it, over a list of messages."""
-
-    close_code, close_reason = 1000, ""
-
-    def __init__(self, messages: Iterator[bytes]) -> None:
-        self._messages = messages
-        self.sent = 0
-
-    async def send(self, message: str) -> None:
-        self.sent += 1
-
-    async def recv(self) -> bytes:
-        await ONE_TURN
-        for message in self._messages:
-            return message
-        raise ConnectionClosed(None, None)
-
-    def __aiter__(self) -> GeminiSide:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
 
 def frames(count: int) -> tuple[list[str], list[bytes]]:
@@ -129,56 +61,27 @@ def frames(count: int) -> tuple[list[str], list[bytes]]:
     return up, [echoes[k % DISTINCT] for k in range(count)]
 
 
-# One set of metrics for every call, as in the server: a registry per call would be timed
-# as part of each pump and make the bridge look dearer the fewer frames each pump has.
-SERVICES = types.SimpleNamespace(metrics=BridgeMetrics())
-
-
-def bridge_pumps(up: list[str], down: list[bytes]) -> CallBridge:
-    """A call as ``CallBridge.run`` leaves it once Gemini is open (no supervisor task)."""
-    call = CallBridge(TwilioSide(iter(up)), SERVICES)  # type: ignore[arg-type]
-    call._stream_sid = STREAM_SID
-    call._record = CallRecord("CA" + "0" * 32, STREAM_SID, "+1555")
-    # Frames arrive here as fast as the loop turns: a clock that moves 20 ms per frame
-    # keeps the flood limit from tripping while it still does its work.
-    call._rate = TokenBucket(FLOOD_RATE, FLOOD_BURST, clock=itertools.count(0, 0.02).__next__)
-    # The audio pace, likewise, must not trip: its per-frame work is all the same (its
-    # clock is read about once per 10 s of audio, never here).
-    call._pace = AudioPace(float("inf"))
-    endpoint = GeminiEndpoint("ws://gemini", "models/m", ApiKeyAuth("k"), "ai_studio")
-    config = SessionConfig(model="models/m", voice="Kore", system_prompt="")
-    link = GeminiLink(
-        endpoint, config, setup_timeout=1, turns=call._turns, transcript=call.transcript
-    )
-    session = GeminiSession(endpoint, config)
-    session._ws = GeminiSide(iter(down))  # type: ignore[assignment]
-    session.state = "open"
-    link._session = session
-    link._closed = True  # the end of the messages ends the pump, no reconnect
-    call._link = link
-    return call
-
-
 Pump = Callable[[list[str], list[bytes]], Awaitable[object]]
 
 
 def _relay_pumps(convert: bool) -> tuple[Pump, Pump]:
     def up(frames: list[str], echoes: list[bytes]) -> Awaitable[object]:
         to_gemini = CallerAudioStream() if convert else None
-        return relay_up(TwilioSide(iter(frames)), GeminiSide(iter([])), to_gemini)  # type: ignore[arg-type]
+        gemini = GeminiSide(iter([]), setup=False)
+        return relay_up(TwilioSide(iter(frames)), gemini, to_gemini)  # type: ignore[arg-type]
 
     def down(frames: list[str], echoes: list[bytes]) -> Awaitable[object]:
         to_caller = ModelAudioStream() if convert else None
-        twilio, gemini = TwilioSide(iter([])), GeminiSide(iter(echoes))
-        return relay_down(twilio, gemini, STREAM_SID, to_caller)  # type: ignore[arg-type]
+        gemini = GeminiSide(iter(echoes), setup=False)  # the relays read no setupComplete
+        return relay_down(TwilioSide(iter([])), gemini, STREAM_SID, to_caller)  # type: ignore[arg-type]
 
     return up, down
 
 
 PUMPS: dict[str, tuple[Pump, Pump]] = {
     "bridge": (
-        lambda frames, echoes: bridge_pumps(frames, [])._caller_to_gemini(),
-        lambda frames, echoes: bridge_pumps([], echoes)._gemini_to_caller(),
+        lambda frames, echoes: bridge_call(frames, [])[0].run(),
+        lambda frames, echoes: bridge_call([], echoes)[0].run(),
     ),
     "relay+audio": _relay_pumps(convert=True),
     "relay": _relay_pumps(convert=False),

@@ -13,8 +13,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from bridge.audio import pcm16_to_ulaw
-from bridge.logs import JsonFormatter
-from bridge.turn_state import TurnState
+from bridge.call.turn_state import TurnState
+from bridge.observability.logs import JsonFormatter
 
 VOICE = (np.sin(np.arange(320) / 3) * 5000).astype("<i2").tobytes()  # 20 ms at 16 kHz
 QUIET = bytes(640)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from bridge.audio import resample
-from bridge.gemini.endpoint import ApiKeyAuth, GeminiEndpoint
-from bridge.gemini.protocol import SessionConfig
+from bridge.gemini.endpoint import ApiKeyAuth, Backend, GeminiEndpoint
 from bridge.gemini.session import GeminiSession, GeminiSetupError
+from bridge.gemini.wire import SessionConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -106,6 +106,7 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+
     def health() -> object:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
             return json.loads(response.read())
@@ -195,10 +196,23 @@ def wait_until_up(process: subprocess.Popen[str], probe: Callable[[], T], within
 
 
 async def open_emulated_session(url: str, key: str) -> GeminiSession:
-    endpoint = GeminiEndpoint(url, "models/gemini-3.8-live", ApiKeyAuth(key), "ai_studio")
+    endpoint = GeminiEndpoint(url, "models/gemini-3.8-live", ApiKeyAuth(key), Backend.AI_STUDIO)
     session = GeminiSession(endpoint, SessionConfig("models/gemini-3.8-live", "Kore", "x"))
     await session.open()
     return session
+
+
+def test_demo_without_the_simulator_extra_says_what_to_install(tmp_path: Path) -> None:
+    """A wheel installed without ``[simulator]`` (soxr): one line naming the extra, no
+    traceback; the emulator needs no soxr and still runs."""
+    hide_soxr = "import sys; sys.modules['soxr'] = None; from bridge.cli import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hide_soxr + "sys.exit(main(['demo']))"],
+        capture_output=True, text=True, timeout=60, env=CLEAN_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "pip install 'gemini-phone-bridge[simulator]'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "demo-call.wav").exists()
 
 
 def test_the_emulator_runs_alone_and_speaks_the_protocol() -> None:

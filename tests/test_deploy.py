@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import yaml
 from starlette.routing import Route, WebSocketRoute
 
-from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.gemini.endpoint import endpoint_from_settings
-from bridge.metrics import BridgeMetrics
-from bridge.services import Services
+from bridge.observability.metrics import BridgeMetrics
+from bridge.runtime.services import Services
+from bridge.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -189,8 +189,15 @@ def test_dockerignore_keeps_the_venv_the_env_file_and_git_out_of_the_build_conte
 
     for path in (".venv/bin/python", ".env", ".git/config", ".venv-3.13/x", "demo-call.wav"):
         assert not sent(path), path
-    for path in ("pyproject.toml", "setup.py", "README.md", "bridge/app.py", "twiml/voice.toml",
-                 "bridge/pages/dashboard.html", "bridge/twiml_defaults/voice.toml"):
+    for path in (
+        "pyproject.toml",
+        "setup.py",
+        "README.md",
+        "bridge/web/app.py",
+        "twiml/voice.toml",
+        "bridge/web/pages/dashboard.html",
+        "bridge/twilio/twiml_defaults/voice.toml",
+    ):
         assert sent(path), path
     # Everything the Dockerfile copies is sent.
     copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)

@@ -117,7 +117,10 @@ def test_serve_on_the_pasted_settings_answers_a_call_and_says_what_it_can_do(
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     messages = [line["message"] for line in lines]
     # The start-up summary: what the assistant can do, and why a tool is off.
-    assert any(m.startswith("assistant: model gemini-3.8-live on AI Studio via GEMINI_LIVE_URL") for m in messages)
+    assert any(
+        m.startswith("assistant: model gemini-3.8-live on AI Studio via GEMINI_LIVE_URL")
+        for m in messages
+    )
     (off,) = [line for line in lines if line["message"].startswith("tools off: ")]
     assert off["level"] == "WARNING" and "end_call (needs TWILIO_ACCOUNT_SID" in off["message"]
     assert "the assistant cannot hang up" in off["message"]

@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, timeout=timeout
+        [str(a) for a in args],
+        cwd=cwd,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -43,17 +48,40 @@ def installed_wheel(tmp_path: Path) -> Path:
         ROOT / "bridge", source / "bridge", ignore=shutil.ignore_patterns("__pycache__", "*.so")
     )
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", wheels, source, cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        wheels,
+        source,
+        cwd=tmp_path,
+    )
     (wheel,) = wheels.glob("gemini_phone_bridge-*.whl")
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
     site = run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
     # The dependencies come from the test venv; the bridge only from the wheel.
-    (Path(site.stdout.strip()) / "test-venv-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel,
-        cwd=tmp_path)
+    (Path(site.stdout.strip()) / "test-venv-deps.pth").write_text(
+        sysconfig.get_path("purelib") + "\n"
+    )
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "-q",
+        wheel,
+        cwd=tmp_path,
+    )
     return venv / "bin"
 
 
@@ -64,8 +92,15 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
     where = run(bin_dir / "python", "-c", "import bridge; print(bridge.__file__)", cwd=outside)
     assert where.stdout.startswith(str(tmp_path / "venv"))  # not the checkout
 
-    demo = run(bin_dir / "gemini-phone-bridge", "demo", "--json", "--no-barge-in",
-               "--reply-seconds", "1", cwd=outside)
+    demo = run(
+        bin_dir / "gemini-phone-bridge",
+        "demo",
+        "--json",
+        "--no-barge-in",
+        "--reply-seconds",
+        "1",
+        cwd=outside,
+    )
     report = json.loads(demo.stdout)
     assert report["frames_received"] > 50 and report["bridge_totals"]["completed"] == 1
     assert (outside / "demo-call.wav").is_file()
@@ -85,13 +120,20 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
     )
     try:
         url = f"http://127.0.0.1:{port}/api/inbound-call"
-        params = {"CallSid": "CA" + "5" * 32, "AccountSid": "AC" + "0" * 32, "From": "+1", "To": "+2"}
+        params = {
+            "CallSid": "CA" + "5" * 32,
+            "AccountSid": "AC" + "0" * 32,
+            "From": "+1",
+            "To": "+2",
+        }
         request = urllib.request.Request(
             url,
             data=urllib.parse.urlencode(params).encode(),
             headers={
                 "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": RequestValidator("twilio-auth-token-123").compute_signature(url, params),
+                "X-Twilio-Signature": RequestValidator("twilio-auth-token-123").compute_signature(
+                    url, params
+                ),
             },
         )
 

@@ -2,12 +2,16 @@
  * (resample.py has the numpy versions and mulaw.py audioop's, which stay as the
  * reference and the fallback).
  *
- * numpy costs ~10 calls per 20 ms frame each way, and in a busy server those
- * small calls cost three times what they do in a tight loop. Here each
- * direction is one call. Same filters, same state layout (the filter's float32
- * history at the front of the caller's buffer), same rounding (to nearest,
- * ties to even) and clipping; sums run over the taps in the same order, so
- * results match numpy's to within one LSB of float rounding.
+ * numpy needs ten small calls per 20 ms frame each way, whose fixed cost dwarfs
+ * the arithmetic at this size; here each direction is one call. Same filters, same
+ * state layout (the filter's float32 history at the front of the caller's buffer),
+ * same rounding (to nearest, ties to even) and clipping; sums run over the taps in
+ * the same order, so results match numpy's to within one LSB of float rounding.
+ *
+ * Two tiers, each kept because a measurement showed it pays (docs/performance.md,
+ * "The C extension"): SSE2, every x86-64 CPU's baseline, and portable C for the
+ * rest. An AVX tier was measured too and removed: it saved too little of a call's
+ * work to be seen in the benchmark.
  *
  * Like websockets' speedups.c: optional at build time; without a compiler the
  * bridge runs the numpy code.
@@ -20,22 +24,6 @@
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define HAVE_SSE2 1 /* every x86-64 CPU */
-#endif
-
-/* AVX (8 lanes) where the CPU has it, chosen at import: GCC and Clang build those two
- * kernels for AVX alone, so the module still loads on any x86-64. Multiplies and adds
- * stay separate (no FMA), so every lane computes what the SSE2 and scalar code do. */
-#if HAVE_SSE2 && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#include <immintrin.h>
-#define HAVE_AVX_KERNELS 1
-#define AVX __attribute__((target("avx")))
-static int use_avx = 0;
-
-static int cpu_has_avx(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx"); /* checks the OS saves the AVX registers too */
-}
 #endif
 
 #define BLOCK 8 /* outputs computed together: independent sums the CPU can overlap */
@@ -95,67 +83,11 @@ static int check_float_buffer(Py_buffer *buffer, Py_ssize_t floats, const char *
     return 0;
 }
 
-#if HAVE_AVX_KERNELS
-/* The SSE2 loop of upsample2_kernel, eight lanes wide; returns how many inputs it did. */
-static AVX Py_ssize_t upsample2_avx(
-    const float *x, const float *h, Py_ssize_t width, Py_ssize_t n, char *out)
-{
-    Py_ssize_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 even[4], odd[4];
-        for (int r = 0; r < 4; r++) even[r] = odd[r] = _mm256_setzero_ps();
-        for (Py_ssize_t t = 0; t < width; t++) {
-            const __m256 h0 = _mm256_set1_ps(h[2 * t]), h1 = _mm256_set1_ps(h[2 * t + 1]);
-            for (int r = 0; r < 4; r++) {
-                const __m256 xr = _mm256_loadu_ps(x + i + t + 8 * r);
-                even[r] = _mm256_add_ps(even[r], _mm256_mul_ps(xr, h0));
-                odd[r] = _mm256_add_ps(odd[r], _mm256_mul_ps(xr, h1));
-            }
-        }
-        for (int r = 0; r < 4; r++) {
-            /* unpack works within each 128-bit half: inputs 0-3 in the low halves, 4-7 high */
-            const __m256 low = _mm256_unpacklo_ps(even[r], odd[r]);
-            const __m256 high = _mm256_unpackhi_ps(even[r], odd[r]);
-            char *o = out + 4 * (i + 8 * r);
-            store_pcm16x8(o, _mm256_castps256_ps128(low), _mm256_castps256_ps128(high));
-            store_pcm16x8(o + 16, _mm256_extractf128_ps(low, 1), _mm256_extractf128_ps(high, 1));
-        }
-    }
-    return i;
-}
-
-/* The SSE2 loop of downsample3_kernel, eight lanes wide; returns how many outputs it did. */
-static AVX Py_ssize_t downsample3_avx(
-    const float **taps_in, const float *h, Py_ssize_t width, Py_ssize_t count, char *out)
-{
-    Py_ssize_t k = 0;
-    for (; k + 64 <= count; k += 64) {
-        __m256 acc[8];
-        for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-        for (Py_ssize_t t = 0; t < width; t++) {
-            const float *in = taps_in[t] + k;
-            const __m256 ht = _mm256_set1_ps(h[t]);
-            for (int r = 0; r < 8; r++) {
-                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(_mm256_loadu_ps(in + 8 * r), ht));
-            }
-        }
-        for (int r = 0; r < 8; r++) {
-            store_pcm16x8(out + 2 * (k + 8 * r), _mm256_castps256_ps128(acc[r]),
-                _mm256_extractf128_ps(acc[r], 1));
-        }
-    }
-    return k;
-}
-#endif
-
 /* x: the history and then n new samples; out: 2n PCM16 LE samples. */
 static void upsample2_kernel(
     const float *x, const float *h, Py_ssize_t width, Py_ssize_t n, char *out)
 {
     Py_ssize_t i = 0;
-#if HAVE_AVX_KERNELS
-    if (use_avx) i = upsample2_avx(x, h, width, n, out);
-#endif
 #if HAVE_SSE2
     /* Sixteen inputs at a time, four to a register: the same products and sums, lane by
      * lane, as the loop below (no FMA on baseline x86-64), so the same results. Eight
@@ -217,9 +149,6 @@ static void downsample3_kernel(float *const planes[3], const float **taps_in,
         taps_in[t] = planes[(phase + t) % 3] + (phase + t) / 3;
     }
     Py_ssize_t k = 0;
-#if HAVE_AVX_KERNELS
-    if (use_avx) k = downsample3_avx(taps_in, h, width, count, out);
-#endif
 #if HAVE_SSE2
     /* As upsample2_kernel's: the loop below, four lanes, eight sums in flight. */
     for (; k + 32 <= count; k += 32) {
@@ -343,8 +272,8 @@ done:
 }
 
 /* G.711 μ-law of PCM16 by table: audioop searches the segment per sample, whose branches
- * the CPU mispredicts on real audio (2 µs per 20 ms frame against 0.3 on one repeated
- * frame). The table holds audioop's own results for the top 14 bits, all it looks at. */
+ * the CPU mispredicts on real audio (though not on one frame repeated in a loop). The
+ * table holds audioop's own results for the top 14 bits, all audioop looks at. */
 static unsigned char ULAW_OF[1 << 14];
 
 /* audioop's st_14linear2ulaw, used once per entry to fill the table. */
@@ -386,22 +315,7 @@ done:
     return result;
 }
 
-/* set_avx(on) -> whether the AVX kernels now run (never on a CPU without AVX): lets the
- * tests hold both vector paths to the reference on one machine. */
-static PyObject *set_avx(PyObject *self, PyObject *arg)
-{
-    int on = PyObject_IsTrue(arg);
-    if (on < 0) return NULL;
-#if HAVE_AVX_KERNELS
-    use_avx = on && cpu_has_avx();
-    return PyBool_FromLong(use_avx);
-#else
-    return PyBool_FromLong(0);
-#endif
-}
-
 static PyMethodDef methods[] = {
-    {"set_avx", set_avx, METH_O, "Run the AVX kernels where the CPU has AVX (the default), or not."},
     {"upsample2", upsample2, METH_VARARGS, "8 -> 16 kHz: one chunk through the polyphase FIR."},
     {"downsample3", downsample3, METH_VARARGS, "24 -> 8 kHz: one chunk through the FIR."},
     {"lin2ulaw", lin2ulaw, METH_O, "PCM16 LE -> G.711 mu-law, as audioop.lin2ulaw(pcm, 2)."},
@@ -414,9 +328,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
-#if HAVE_AVX_KERNELS
-    use_avx = cpu_has_avx();
-#endif
     for (int i = 0; i < (1 << 14); i++) {
         ULAW_OF[i] = ulaw_of_14bit((int16_t)(uint16_t)(i << 2) >> 2);
     }

@@ -2,8 +2,9 @@
 
 Encoding goes through ``_speedups`` when it was built: audioop's encoder searches
 a segment per sample, and on real audio (not one frame repeated in a loop) the
-CPU mispredicts those branches: ~2 µs per 20 ms frame against ~0.1 µs by table.
-The results are audioop's, tested for every sample value.
+CPU mispredicts those branches, where a table lookup has none to mispredict
+(docs/performance.md has the figures). The results are audioop's, tested for every
+sample value.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ with warnings.catch_warnings():  # 3.11/3.12 warn that the stdlib module leaves 
 try:
     from . import _speedups
 except ImportError:
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]
 
 if sys.byteorder != "little":  # audioop works in native order; both wires are little-endian
     raise ImportError("bridge.audio needs a little-endian machine")

@@ -11,31 +11,40 @@ Offline conversion (the demo's WAV files, the emulator's bundled speech) uses
 soxr, which is the better tool when latency does not matter.
 
 The per-chunk work runs in ``_speedups.c`` when it was built (one C call per
-chunk; numpy's ten small calls cost ~40 µs a round trip in a busy server);
-the numpy code here is the reference, tested against it, and the fallback.
+chunk, where numpy makes ten small ones whose fixed cost dominates at this size;
+docs/performance.md has the figures); the numpy code here is the reference,
+tested against it, and the fallback.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 try:  # the same filters in C, one call per chunk (setup.py builds it when it can)
     from . import _speedups
-except ImportError:
-    _speedups = None
+except ImportError:  # built without a C compiler: the numpy code below runs
+    _speedups = None  # type: ignore[assignment]
 
 
-def implementation() -> str:
-    """Which code runs the filters: "C", or "numpy" when the install had no C compiler."""
-    return "C" if _speedups is not None else "numpy"
+class Implementation(StrEnum):
+    C = "C"
+    NUMPY = "numpy"  # the install had no C compiler
+
+
+def implementation() -> Implementation:
+    """Which code runs the filters."""
+    return Implementation.C if _speedups is not None else Implementation.NUMPY
 
 
 def lowpass_taps(num_taps: int, cutoff: float, beta: float) -> np.ndarray:
     """Kaiser-windowed sinc low-pass; ``cutoff`` is a fraction of the sample rate."""
     n = np.arange(num_taps) - (num_taps - 1) / 2
     taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(num_taps, beta)
-    return taps / taps.sum()
+    normalised: np.ndarray = taps / taps.sum()
+    return normalised
 
 
 _INT16_MAX, _INT16_MIN = np.float32(32767), np.float32(-32768)
@@ -105,7 +114,7 @@ class _FilterInput:
 
 class _CFilter:
     """What the C filters read and update: the taps and the float32 history, as plain
-    bytes and bytearray (a numpy array's buffer costs ~1 µs a call to export)."""
+    bytes and bytearray (exporting a numpy array's buffer costs more than the filter)."""
 
     __slots__ = ("history", "taps")
 

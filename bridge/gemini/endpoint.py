@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from ..config import ConfigError, Settings
@@ -88,7 +89,7 @@ class OAuthAuth:
         if expiry.tzinfo is None:  # google-auth keeps expiry as a naive UTC datetime
             expiry = expiry.replace(tzinfo=datetime.UTC)
         remaining = (expiry - datetime.datetime.now(datetime.UTC)).total_seconds()
-        return remaining < self.REFRESH_MARGIN_S
+        return bool(remaining < self.REFRESH_MARGIN_S)
 
     def _refresh_blocking(self) -> None:
         if self._request_factory is None:
@@ -116,12 +117,17 @@ class OAuthAuth:
         return "OAuthAuth(<redacted>)"
 
 
+class Backend(StrEnum):
+    AI_STUDIO = "ai_studio"
+    VERTEX = "vertex"
+
+
 @dataclass(frozen=True, slots=True)
 class GeminiEndpoint:
     url: str
     model_resource: str  # what setup.model carries
     auth: Auth
-    backend: str  # "ai_studio" or "vertex"
+    backend: Backend
 
 
 def load_vertex_credentials(settings: Settings) -> Any:
@@ -131,7 +137,7 @@ def load_vertex_credentials(settings: Settings) -> Any:
 
     try:
         if settings.google_application_credentials:
-            creds, _ = google.auth.load_credentials_from_file(
+            creds, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
                 settings.google_application_credentials, scopes=[CLOUD_PLATFORM_SCOPE]
             )
         else:
@@ -157,7 +163,7 @@ def endpoint_from_settings(settings: Settings, credentials: Any = None) -> Gemin
             url=settings.gemini_live_url or AI_STUDIO_URL,
             model_resource=f"models/{settings.gemini_model}",
             auth=ApiKeyAuth(settings.gemini_api_key),
-            backend="ai_studio",
+            backend=Backend.AI_STUDIO,
         )
     if credentials is None:
         credentials = load_vertex_credentials(settings)
@@ -169,5 +175,5 @@ def endpoint_from_settings(settings: Settings, credentials: Any = None) -> Gemin
         url=settings.gemini_live_url or vertex_url(settings.google_cloud_location),
         model_resource=model,
         auth=OAuthAuth(credentials),
-        backend="vertex",
+        backend=Backend.VERTEX,
     )

@@ -29,6 +29,10 @@ notice. So the link:
 
 When none of that works, ``receive()`` raises ``GeminiLinkLost`` and the call
 ends with the spoken apology.
+
+Why one module of ~500 lines: the decisions are already pure objects elsewhere
+(``link_policy.py``: when to swap, backoff, stalls; ``outbox.py``: what waits for a
+connection); what is left is the one I/O sequence of a swap, which reads best whole.
 """
 
 from __future__ import annotations
@@ -36,34 +40,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Callable
-from enum import Enum
+from collections.abc import Awaitable, Callable
+from enum import Enum, StrEnum
+from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from ..transcript import Transcript
-from ..turn_state import TurnState
+from .client import text_input_message
 from .endpoint import GeminiEndpoint
-from .protocol import (
-    FunctionResponse,
-    ServerMessage,
-    SessionConfig,
-    text_input_message,
-    tool_response_message,
-)
+from .link_policy import Backoff, LinkPolicy, StallAction, StallWatch, SwapDecision, SwapTiming
+from .outbox import Outbox, Outgoing
 from .session import CONFIG_CLOSE_CODES, GeminiSession, GeminiSetupError
-from .swap_timing import SwapDecision, SwapTiming
+from .wire import FunctionResponse, ServerMessage, SessionConfig
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0  # a socket that will not take a message for this long is stuck
-SWAP_BUFFER_BYTES = 2 * 32000  # 2 s of 16 kHz PCM16 held during a reconnect
-MAX_QUEUED_MESSAGES = 64  # non-audio messages waiting for a connection; a call makes a few
 NUDGE_TEXT = "(The caller has finished speaking and is waiting for your answer.)"
 RESUME_NOTE = (
     "\n\nThis phone call is already in progress: the connection was renewed. Do not greet "
@@ -78,9 +73,17 @@ RESTART_NOTE = (
     "(The connection was renewed while you were answering; the caller heard only the start "
     "of your answer. Answer their last question again, briefly.)"
 )
-LATE_TOOL_NOTE = (
-    "(The result of {name}, which you asked for before the connection was renewed: {result})"
-)
+
+
+class LinkState(StrEnum):
+    """The session's states, plus the swap between two of them (what the dashboard shows)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+    FAILED = "failed"
 
 
 class SwapReason(Enum):
@@ -91,6 +94,14 @@ class SwapReason(Enum):
     STALL = "stall"
 
 
+@dataclasses.dataclass(frozen=True)
+class PlannedSwap:
+    """A swap the supervisor decided on: why (the metric's label) and what to log."""
+
+    reason: SwapReason
+    detail: str
+
+
 class GeminiLinkLost(Exception):
     """No connection to Gemini could be restored; ``reason`` is safe to log."""
 
@@ -99,14 +110,50 @@ class GeminiLinkLost(Exception):
         self.reason = reason
 
 
-@dataclasses.dataclass
-class LinkPolicy:
-    reconnect_budget_s: float = 5.0
-    first_backoff_s: float = 0.1
-    max_backoff_s: float = 1.5
-    stall_timeout_s: float = 6.0  # caller finished, no model audio: nudge; twice: reconnect
-    supervise_every_s: float = 0.1  # while a goAway waits for its moment
-    idle_check_s: float = 1.0  # otherwise; a stall's deadline is slept to exactly
+class CallerTurns(Protocol):
+    """What the link must know of the caller's questions (the call's ``TurnState``)."""
+
+    @property
+    def model_generating(self) -> bool: ...
+
+    @property
+    def answer_started(self) -> bool: ...
+
+    @property
+    def has_unanswered(self) -> bool: ...
+
+    def unanswered_audio(self) -> list[bytes]: ...
+
+    def on_model_turn_cut(self) -> None: ...
+
+    def restart_wait(self) -> None: ...
+
+    def waiting_since(self) -> float | None: ...
+
+
+class Conversation(Protocol):
+    """What the link must know of what was said (the call's ``Transcript``)."""
+
+    def open_answer(self) -> str:
+        """What the model has said of the answer it has not finished."""
+        ...
+
+    def summary(self) -> str: ...
+
+
+# Opens (and sets up) one connection with a config, within a setup timeout.
+SessionOpener = Callable[[SessionConfig, float], Awaitable[GeminiSession]]
+
+
+def session_opener(endpoint: GeminiEndpoint) -> SessionOpener:
+    """Real connections to ``endpoint``."""
+
+    async def open_session(config: SessionConfig, setup_timeout: float) -> GeminiSession:
+        session = GeminiSession(endpoint, config, setup_timeout=setup_timeout)
+        await session.open()
+        return session
+
+    return open_session
 
 
 @dataclasses.dataclass
@@ -117,26 +164,21 @@ class LinkEvents:
     on_nudge: Callable[[], None] = lambda: None
 
 
-# A message waiting for a connection: sent as it is, or a tool's answer, whose form
-# depends on the connection it finally goes to.
-_Outgoing = str | FunctionResponse
-
-
 class GeminiLink:
     def __init__(
         self,
-        endpoint: GeminiEndpoint,
+        open_session: SessionOpener,
         config: SessionConfig,
         *,
         setup_timeout: float,
-        turns: TurnState,
-        transcript: Transcript,
+        turns: CallerTurns,
+        transcript: Conversation,
         policy: LinkPolicy | None = None,
         events: LinkEvents | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._endpoint = endpoint
+        self._open_session = open_session
         self._config = config
         self._setup_timeout = setup_timeout
         self._turns = turns
@@ -146,16 +188,12 @@ class GeminiLink:
         self._rng = rng or random.Random()
         self._clock = clock
         self._timing = SwapTiming(clock)
+        self._stall = StallWatch(self._policy)
         self._session: GeminiSession | None = None
-        self._generation = 0  # which connection this is: 1, 2, … (0 before the first)
-        self._tool_calls: dict[str, int] = {}  # open tool call id → connection that made it
+        self._outbox = Outbox()  # what waits for a connection
         self._handle: str | None = None
         self._swap_lock = asyncio.Lock()
         self._swapping = False
-        self._held: deque[bytes] = deque()
-        self._held_bytes = 0
-        self._outbox: deque[_Outgoing] = deque()
-        self._nudged_at: float | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._go_away_arrived = asyncio.Event()
         self._lost: GeminiLinkLost | None = None
@@ -166,12 +204,14 @@ class GeminiLink:
     # --- state for operators ----------------------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> LinkState:
         if self._lost is not None:
-            return "failed"
+            return LinkState.FAILED
         if self._swapping:
-            return "reconnecting"
-        return self._session.state if self._session is not None else "connecting"
+            return LinkState.RECONNECTING
+        if self._session is None:
+            return LinkState.CONNECTING
+        return LinkState(self._session.state.value)
 
     @property
     def close_code(self) -> int | None:
@@ -181,7 +221,7 @@ class GeminiLink:
 
     async def open(self) -> None:
         """The call's first connection; raises GeminiSetupError if Gemini is unavailable."""
-        self._start(await self._connect(self._config))
+        self._start(await self._open_session(self._config, self._setup_timeout))
         await self._send_queued()
 
     async def adopt(self, session: GeminiSession) -> None:
@@ -191,7 +231,7 @@ class GeminiLink:
 
     def _start(self, session: GeminiSession) -> None:
         self._session = session
-        self._generation = 1
+        self._outbox.connection_opened()
         self.setup_seconds = session.setup_seconds
         self._supervisor = asyncio.create_task(self._supervise(), name="gemini_link_supervisor")
 
@@ -203,11 +243,6 @@ class GeminiLink:
                 await self._supervisor
         if self._session is not None:
             await self._session.close()
-
-    async def _connect(self, config: SessionConfig) -> GeminiSession:
-        session = GeminiSession(self._endpoint, config, setup_timeout=self._setup_timeout)
-        await session.open()
-        return session
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -221,7 +256,7 @@ class GeminiLink:
                 # question is replayed with it; any other is held until the new connection.
                 if self._turns.has_unanswered:
                     return
-        self._hold(pcm16k)
+        self._outbox.hold(pcm16k)
 
     async def send(self, message: str) -> None:
         """A non-audio message (text, clientContent). Never dropped: while no connection
@@ -232,30 +267,21 @@ class GeminiLink:
         """The answer to one of the model's tool calls, on whatever connection is current."""
         await self._send_or_queue(response)
 
-    async def _send_or_queue(self, outgoing: _Outgoing) -> None:
+    async def _send_or_queue(self, outgoing: Outgoing) -> None:
         if self._lost is not None or self._closed:
             return  # the call is ending; nobody is left to hear it
-        if self._swapping or self._session is None or self._outbox:
-            self._queue(outgoing)
+        outbox = self._outbox
+        if self._swapping or self._session is None or outbox.waiting:
+            outbox.put(outgoing)
             return
-        if not await self._deliver(self._session, outgoing):
-            self._queue(outgoing)  # the reader sees the close; the swap sends it again
+        if not await self._deliver(self._session, outbox.wire_form(outgoing)):
+            outbox.put(outgoing)  # the reader sees the close; the swap sends it again
 
-    def _queue(self, outgoing: _Outgoing) -> None:
-        if len(self._outbox) >= MAX_QUEUED_MESSAGES:
-            log.warning(
-                "%d messages already wait for Gemini: dropped the oldest", len(self._outbox)
-            )
-            self._outbox.popleft()
-        self._outbox.append(outgoing)
-
-    async def _deliver(self, session: GeminiSession, outgoing: _Outgoing) -> bool:
+    async def _deliver(self, session: GeminiSession, message: str) -> bool:
         """Send on ``session``; False if it closed first (the message did not go)."""
-        if isinstance(outgoing, FunctionResponse):
-            outgoing = self._tool_answer(outgoing)
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                await session.send(outgoing)
+                await session.send(message)
         except ConnectionClosed:
             return False
         except TimeoutError:
@@ -264,28 +290,13 @@ class GeminiLink:
             log.warning("Gemini has not taken a message within %.0f s", SEND_TIMEOUT_S)
         return True
 
-    def _tool_answer(self, response: FunctionResponse) -> str:
-        """A toolResponse for a call this connection made; text for one an older one made."""
-        made_on = self._tool_calls.pop(response.id, self._generation)
-        if made_on == self._generation:
-            return tool_response_message([response])
-        log.info("tool %s answered after a reconnect: sent as text", response.name)
-        result = json.dumps(response.response, ensure_ascii=False)
-        return text_input_message(LATE_TOOL_NOTE.format(name=response.name, result=result))
-
     async def _send_queued(self) -> None:
         """Everything that waited for a connection, in order, on the current one."""
-        session = self._session
-        while self._outbox and session is not None:
-            if not await self._deliver(session, self._outbox[0]):
+        session, outbox = self._session, self._outbox
+        while outbox.waiting and session is not None:
+            if not await self._deliver(session, outbox.wire_form(outbox.next())):
                 return  # closed again: the next swap sends the rest
-            self._outbox.popleft()
-
-    def _hold(self, pcm16k: bytes) -> None:
-        self._held.append(pcm16k)
-        self._held_bytes += len(pcm16k)
-        while self._held_bytes > SWAP_BUFFER_BYTES:
-            self._held_bytes -= len(self._held.popleft())
+            outbox.sent()
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -322,9 +333,9 @@ class GeminiLink:
         if content is not None and content.turn_complete:
             self._timing.turn_completed()
         for call in message.tool_calls:
-            self._tool_calls[call.id] = self._generation
+            self._outbox.tool_called(call.id)
         for call_id in message.cancelled_tool_call_ids:
-            self._tool_calls.pop(call_id, None)
+            self._outbox.tool_cancelled(call_id)
         if message.go_away is not None:
             self._timing.go_away(message.go_away.time_left_s)
             self._go_away_arrived.set()
@@ -354,7 +365,7 @@ class GeminiLink:
         # What the old connection leaves unfinished: the caller's unanswered speech as
         # Gemini had it (audio from now on is held apart), and the answer it was giving.
         cut_short = self._turns.answer_started
-        heard = self._transcript.open_text("assistant") if cut_short else ""
+        heard = self._transcript.open_answer() if cut_short else ""
         replay = self._turns.unanswered_audio()
         self._turns.on_model_turn_cut()
         try:
@@ -364,9 +375,9 @@ class GeminiLink:
             try:
                 for chunk in replay:
                     await session.send_audio(chunk)
-                while self._held:
-                    chunk = self._held.popleft()
-                    await session.send_audio(chunk)
+                while held := self._outbox.take_held():  # more is held while these go
+                    for chunk in held:
+                        await session.send_audio(chunk)
                 if cut_short:
                     note = CONTINUE_NOTE.format(heard=heard) if heard else RESTART_NOTE
                     await session.send(text_input_message(note))
@@ -375,12 +386,11 @@ class GeminiLink:
             except BaseException:
                 await asyncio.shield(session.close())  # never leak the new socket
                 raise
-            self._held_bytes = 0
             self._turns.restart_wait()
             self._session = session
-            self._generation += 1
+            self._outbox.connection_opened()
             self._timing.swapped()
-            self._nudged_at = None
+            self._stall.reset()
             self.reconnects += 1
             gap = self._clock() - started
             log.info(
@@ -398,22 +408,23 @@ class GeminiLink:
 
     async def _reconnect(self) -> tuple[GeminiSession, bool]:
         """Resume with the handle, with backoff inside the budget; else a fresh session."""
-        deadline = self._clock() + self._policy.reconnect_budget_s
-        delay = self._policy.first_backoff_s
+        backoff = Backoff(
+            self._policy, self._clock() + self._policy.reconnect_budget_s, self._rng, self._clock
+        )
         handle = self._handle
         while handle is not None:
             config = dataclasses.replace(self._config, resumption_handle=handle)
             try:
-                return await self._attempt(config, deadline), True
+                return await self._attempt(config, backoff.deadline), True
             except GeminiSetupError as exc:
                 if exc.is_config_error:
                     log.warning("Gemini refused the resumption handle: %s", exc.reason)
                     break
                 log.warning("resume attempt failed: %s", exc.reason)
-            if not await self._backoff(delay, deadline):
+            if (pause := backoff.next_pause()) is None:
                 break
-            delay = min(delay * 2, self._policy.max_backoff_s)
-        return await self._fresh_session(deadline), False
+            await asyncio.sleep(pause)
+        return await self._fresh_session(backoff.deadline), False
 
     async def _fresh_session(self, deadline: float) -> GeminiSession:
         summary = self._transcript.summary()
@@ -421,29 +432,20 @@ class GeminiLink:
         config = dataclasses.replace(self._config, system_prompt=prompt, resumption_handle=None)
         # A fresh session gets at least one full attempt, even when resuming used the budget.
         deadline = max(deadline, self._clock() + self._setup_timeout)
-        delay = self._policy.first_backoff_s
+        backoff = Backoff(self._policy, deadline, self._rng, self._clock)
         while True:
             try:
                 return await self._attempt(config, deadline)
             except GeminiSetupError as exc:
-                if exc.is_config_error or not await self._backoff(delay, deadline):
+                pause = None if exc.is_config_error else backoff.next_pause()
+                if pause is None:
                     self._lost = GeminiLinkLost(f"no new Gemini session: {exc.reason}")
                     raise self._lost from None
-            delay = min(delay * 2, self._policy.max_backoff_s)
+            await asyncio.sleep(pause)
 
     async def _attempt(self, config: SessionConfig, deadline: float) -> GeminiSession:
         timeout = min(self._setup_timeout, max(0.2, deadline - self._clock()))
-        session = GeminiSession(self._endpoint, config, setup_timeout=timeout)
-        await session.open()
-        return session
-
-    async def _backoff(self, delay: float, deadline: float) -> bool:
-        """Sleep a jittered ``delay``; False when the budget would run out first."""
-        pause = delay * self._rng.uniform(0.5, 1.5)
-        if self._clock() + pause >= deadline:
-            return False
-        await asyncio.sleep(pause)
-        return True
+        return await self._open_session(config, timeout)
 
     # --- planned swaps and the stall watchdog -----------------------------------------------
 
@@ -453,34 +455,24 @@ class GeminiLink:
             if self._swapping or self._lost is not None:
                 continue
             action = self._next_action(self._clock())
-            if action == "nudge":
+            if action is StallAction.NUDGE:
                 await self.send(text_input_message(NUDGE_TEXT))
                 continue
-            if action is None:
+            if not isinstance(action, PlannedSwap):
                 continue
-            reason = SwapReason.STALL if action == "stall" else SwapReason.GO_AWAY
             async with self._swap_lock:
                 if self._swapping or self._lost is not None or self._closed:
                     continue
                 try:
-                    await self._swap(reason, action)
+                    await self._swap(action.reason, action.detail)
                 except GeminiLinkLost:
                     # The reader finds the old session closed and raises the same loss.
-                    log.error("Gemini link lost during a %s swap", action)
+                    log.error("Gemini link lost during a %s swap", action.detail)
 
     def _check_in(self, now: float) -> float:
-        """Seconds until the next check. Polling every call ten times a second would cost
-        CPU for nothing (docs/performance.md); only a pending goAway needs it."""
-        policy = self._policy
-        if self._timing.deadline is not None:
-            return policy.supervise_every_s
-        waiting_since = self._turns.waiting_since()
-        if waiting_since is None:
-            return policy.idle_check_s
-        due = (self._nudged_at if self._nudged_at is not None else waiting_since) + (
-            policy.stall_timeout_s
+        return self._stall.check_in(
+            self._turns.waiting_since(), now, self._timing.deadline is not None
         )
-        return min(policy.idle_check_s, max(policy.supervise_every_s, due - now))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a goAway arrives meanwhile."""
@@ -489,23 +481,20 @@ class GeminiLink:
             async with asyncio.timeout(seconds):
                 await self._go_away_arrived.wait()
 
-    def _next_action(self, now: float) -> str | None:
-        """ "goAway …" or "stall" (swap now), "nudge", or None."""
+    def _next_action(self, now: float) -> PlannedSwap | StallAction | None:
+        """A swap to make now, a nudge to send, or nothing yet."""
         decision = self._timing.decide(self._turns.model_generating)
         if decision is SwapDecision.NOW:
-            return "goAway"
+            return PlannedSwap(SwapReason.GO_AWAY, "goAway")
         if decision is SwapDecision.FORCED:
-            return "goAway (deadline, mid-answer)"
+            return PlannedSwap(SwapReason.GO_AWAY, "goAway (deadline, mid-answer)")
         waiting_since = self._turns.waiting_since()
-        if waiting_since is None:
-            self._nudged_at = None
-            return None
-        stall = self._policy.stall_timeout_s
-        if self._nudged_at is None:
-            if now - waiting_since < stall:
-                return None
-            self._nudged_at = now
+        action = self._stall.decide(waiting_since, now)
+        if action is StallAction.NUDGE:
+            assert waiting_since is not None
             log.warning("no answer %.1f s after the caller finished: nudging", now - waiting_since)
             self._events.on_nudge()
-            return "nudge"
-        return "stall" if now - self._nudged_at >= stall else None
+            return StallAction.NUDGE
+        if action is StallAction.REPLACE:
+            return PlannedSwap(SwapReason.STALL, "stall")
+        return None

@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from urllib.parse import urlsplit
 
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.version import version as websockets_version
 
+from .client import audio_input_message, parse_server_message, setup_message
 from .endpoint import GeminiEndpoint
-from .protocol import (
-    GeminiProtocolError,
-    ServerMessage,
-    SessionConfig,
-    SetupComplete,
-    audio_input_message,
-    parse_server_message,
-    setup_message,
-)
+from .wire import GeminiProtocolError, ServerMessage, SessionConfig, SetupComplete
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +29,62 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CONFIG_CLOSE_CODES = frozenset({1007, 1008})
 
 
+class SessionState(StrEnum):
+    """idle → connecting → open → closed | failed (what the dashboard shows)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class SetupFailure(StrEnum):
+    """Why a setup failed (the setup-failure metric's label). CONFIG: the request itself
+    is wrong (key, model, setup field), so retrying cannot help."""
+
+    AUTH = "auth"
+    TIMEOUT = "timeout"
+    HTTP = "http"
+    NETWORK = "network"
+    CLOSED = "closed"
+    PROTOCOL = "protocol"
+    CONFIG = "config"
+
+
 class GeminiSetupError(Exception):
     """The session could not be opened. ``reason`` is safe to log (no secrets)."""
 
-    def __init__(self, reason: str, *, kind: str, close_code: int | None = None) -> None:
+    def __init__(self, reason: str, *, kind: SetupFailure, close_code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # timeout | http | network | closed | protocol; "config" for 1007/1008
+        self.kind = SetupFailure.CONFIG if close_code in CONFIG_CLOSE_CODES else kind
         self.close_code = close_code
-        if close_code in CONFIG_CLOSE_CODES:
-            self.kind = "config"
 
     @property
     def is_config_error(self) -> bool:
-        return self.kind == "config"
+        return self.kind is SetupFailure.CONFIG
 
 
 class GeminiSession:
     """A Live session for one call: ``open()``, then ``send_*`` and ``async for`` messages."""
 
     def __init__(
-        self, endpoint: GeminiEndpoint, config: SessionConfig, *, setup_timeout: float = 10.0
+        self,
+        endpoint: GeminiEndpoint,
+        config: SessionConfig,
+        *,
+        setup_timeout: float = 10.0,
+        ws_connect: Callable[..., Awaitable[ClientConnection]] = connect,
     ) -> None:
+        """``ws_connect``: websockets' ``connect``; a stand-in where no socket is wanted
+        (the per-frame micro-benchmark)."""
         self._endpoint = endpoint
+        self._ws_connect = ws_connect
         self._config = config
         self._setup_timeout = setup_timeout
         self._ws: ClientConnection | None = None
-        self.state = "idle"  # idle → connecting → open → closed | failed
+        self.state = SessionState.IDLE
         self.setup_seconds: float | None = None
         self.session_id: str | None = None
         self.close_code: int | None = None
@@ -73,7 +96,7 @@ class GeminiSession:
 
     async def open(self) -> SetupComplete:
         """Connect, send ``setup`` and wait for ``setupComplete``, all within the setup timeout."""
-        self.state = "connecting"
+        self.state = SessionState.CONNECTING
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._setup_timeout):
@@ -81,9 +104,10 @@ class GeminiSession:
                     headers = await self._endpoint.auth.headers()
                 except Exception as exc:  # google-auth raises its own types; never leak them
                     raise GeminiSetupError(
-                        f"no credentials for {self.host}: {exc.__class__.__name__}", kind="auth"
+                        f"no credentials for {self.host}: {exc.__class__.__name__}",
+                        kind=SetupFailure.AUTH,
                     ) from None
-                self._ws = await connect(
+                self._ws = await self._ws_connect(
                     self._endpoint.url,
                     additional_headers=headers,
                     open_timeout=None,  # the overall setup deadline covers the handshake
@@ -92,7 +116,7 @@ class GeminiSession:
                     close_timeout=2,
                     max_size=MAX_MESSAGE_BYTES,
                     compression=None,  # audio does not compress; deflate only costs CPU
-                    user_agent_header=f"gemini-phone-bridge websockets/{websockets.__version__}",
+                    user_agent_header=f"gemini-phone-bridge websockets/{websockets_version}",
                 )
                 await self._ws.send(setup_message(self._config))
                 while True:
@@ -104,7 +128,7 @@ class GeminiSession:
                     log.warning("ignored a message before setupComplete")
         except asyncio.CancelledError:
             # The call ended while this session was opening: drop the socket at once.
-            self.state = "failed"
+            self.state = SessionState.FAILED
             if self._ws is not None:
                 self._ws.transport.abort()
             raise
@@ -115,33 +139,36 @@ class GeminiSession:
             await self._fail()
             raise GeminiSetupError(
                 f"no setupComplete from {self.host} within {self._setup_timeout:g} s",
-                kind="timeout",
+                kind=SetupFailure.TIMEOUT,
             ) from None
         except InvalidStatus as exc:
             await self._fail()
             raise GeminiSetupError(
                 f"{self.host} refused the WebSocket handshake with HTTP {exc.response.status_code}",
-                kind="http",
+                kind=SetupFailure.HTTP,
             ) from None
         except ConnectionClosed as exc:
             code, reason = _close_of(exc)
             await self._fail(code, reason)
             raise GeminiSetupError(
                 f"{self.host} closed the session during setup: {code} {reason}".rstrip(),
-                kind="closed",
+                kind=SetupFailure.CLOSED,
                 close_code=code,
             ) from None
         except (OSError, InvalidHandshake) as exc:
             await self._fail()
             raise GeminiSetupError(
-                f"cannot connect to {self.host}: {exc.__class__.__name__}", kind="network"
+                f"cannot connect to {self.host}: {exc.__class__.__name__}",
+                kind=SetupFailure.NETWORK,
             ) from None
         except GeminiProtocolError as exc:
             await self._fail()
-            raise GeminiSetupError(f"bad reply during setup: {exc}", kind="protocol") from None
+            raise GeminiSetupError(
+                f"bad reply during setup: {exc}", kind=SetupFailure.PROTOCOL
+            ) from None
         self.setup_seconds = time.perf_counter() - started
         self.session_id = message.setup_complete.session_id
-        self.state = "open"
+        self.state = SessionState.OPEN
         return message.setup_complete
 
     def _refusal(self, message: ServerMessage) -> GeminiSetupError:
@@ -152,15 +179,15 @@ class GeminiSession:
             fields = ", ".join(message.unknown_fields) or "none"
             return GeminiSetupError(
                 f"{self.host} answered the setup with an unknown frame (fields: {fields})",
-                kind="protocol",
+                kind=SetupFailure.PROTOCOL,
             )
         return GeminiSetupError(
             f"{self.host} refused the setup: {error.code} {error.status} {error.message}".strip(),
-            kind="config" if error.is_configuration else "protocol",
+            kind=SetupFailure.CONFIG if error.is_configuration else SetupFailure.PROTOCOL,
         )
 
     async def _fail(self, code: int | None = None, reason: str = "") -> None:
-        self.state = "failed"
+        self.state = SessionState.FAILED
         self.close_code, self.close_reason = code, reason
         if self._ws is not None:
             await self._ws.close()
@@ -195,22 +222,18 @@ class GeminiSession:
                 log.warning("skipped a bad Gemini message: %s", exc)
 
     def _record_close(self) -> None:
-        if self._ws is None or self.state in ("closed", "failed"):
+        if self._ws is None or self.state in (SessionState.CLOSED, SessionState.FAILED):
             return
         code, reason = _close_of(self._ws)
         self.close_code, self.close_reason = code, reason
-        self.state = "closed"
+        self.state = SessionState.CLOSED
 
     async def close(self) -> None:
         if self._ws is None:
-            self.state = "closed"
+            self.state = SessionState.CLOSED
             return
         await self._ws.close()
         self._record_close()
-
-    @property
-    def closed_cleanly(self) -> bool:
-        return self.close_code in (1000, None) and self.state == "closed"
 
 
 def _close_of(source: ConnectionClosed | ClientConnection) -> tuple[int | None, str]:

@@ -72,7 +72,7 @@ class Page:
                     args = params.get("args", [])
                     self.console.append(" ".join(str(a.get("value", "")) for a in args))
                 if handler := self._handlers.get(method):
-                    task = asyncio.create_task(handler(params))
+                    task = asyncio.ensure_future(handler(params))
                     self._handler_tasks.add(task)
                     task.add_done_callback(self._handler_tasks.discard)
         finally:
@@ -98,7 +98,8 @@ class Page:
             message = await future
         if "error" in message:
             raise BrowserError(f"{method}: {message['error']}")
-        return message.get("result", {})
+        result: dict[str, Any] = message.get("result", {})
+        return result
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.command(

@@ -19,21 +19,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import wave
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soxr
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ..audio import TWILIO_FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
+from ..audio import TWILIO_FRAME_BYTES, ULAW_SILENCE
 from ..twilio.media_streams import (
     Clear,
     OutboundMark,
@@ -47,113 +41,18 @@ from ..twilio.media_streams import (
     start_event,
     stop_event,
 )
+from .call_result import FRAME_S, CallResult, Utterance
+from .speech import VOICED_RMS, frame_rms, load_speech
 
-FRAME_S = 0.020
+__all__ = ["CallResult", "SimulatedCaller", "Utterance", "WebhookRefused", "load_speech"]
+
 SILENT_FRAME = bytes([ULAW_SILENCE]) * TWILIO_FRAME_BYTES
-VOICED_RMS = 300.0  # int16 RMS above which a 20 ms frame counts as speech
-
-
-def load_speech(name_or_path: str | Path) -> bytes:
-    """A WAV (bundled sample name or a path) as 8 kHz μ-law, the way Twilio carries it."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = Path(str(resources.files("bridge.testing").joinpath(f"data/{name_or_path}")))
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{path}: need 16-bit PCM")
-        rate, channels = wav.getframerate(), wav.getnchannels()
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
-    if rate != 8000:
-        samples = soxr.resample(samples, rate, 8000, quality="VHQ")
-    pcm = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
-    return pcm16_to_ulaw(pcm)
-
-
-def frame_rms(ulaw: bytes) -> float:
-    pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.float32)
-    return float(np.sqrt(np.mean(pcm * pcm))) if len(pcm) else 0.0
-
-
-def write_call_recording(path: str | Path, caller: bytes, assistant: bytes) -> None:
-    """Both sides as a call recording has them: 8 kHz stereo WAV, the caller on the left,
-    the assistant (what the caller heard) on the right, sample for sample in time."""
-    length = max(len(caller), len(assistant))
-    left = np.frombuffer(ulaw_to_pcm16(caller.ljust(length, bytes([ULAW_SILENCE]))), "<i2")
-    right = np.frombuffer(ulaw_to_pcm16(assistant.ljust(length, bytes([ULAW_SILENCE]))), "<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(8000)
-        wav.writeframes(np.column_stack((left, right)).astype("<i2").tobytes())
 
 
 class WebhookRefused(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"webhook answered HTTP {status}")
         self.status, self.body = status, body
-
-
-@dataclass
-class Utterance:
-    sent_from: float  # monotonic time of its first frame
-    voiced_until: float  # monotonic time of its last voiced frame
-
-
-@dataclass
-class CallResult:
-    """Everything the caller observed; times are ``time.monotonic()`` seconds."""
-
-    call_sid: str
-    dialled_at: float
-    stream_started_at: float = 0.0
-    utterances: list[Utterance] = field(default_factory=list)
-    media_received: list[float] = field(default_factory=list)  # arrival time of each 20 ms frame
-    media_messages: int = 0  # media events, each carrying one or more frames
-    heard: bytearray = field(default_factory=bytearray)  # the playback, 20 ms per tick
-    said: bytearray = field(default_factory=bytearray)  # what the caller sent, 20 ms per tick
-    heard_voiced_at: list[float] = field(default_factory=list)  # play time of voiced frames
-    frames_sent: int = 0
-    clears: list[float] = field(default_factory=list)
-    marks_echoed: int = 0
-    close_code: int | None = None
-    close_reason: str = ""
-    protocol_errors: list[str] = field(default_factory=list)  # what Twilio would reject
-    unplayed_at_close: int | None = None  # bytes still in the playback buffer at close
-
-    @property
-    def frames_received(self) -> int:
-        return len(self.media_received)
-
-    def first_audio_s(self) -> float | None:
-        """From dialling to the first answer audio reaching the caller."""
-        return self.media_received[0] - self.dialled_at if self.media_received else None
-
-    def turn_latencies_s(self) -> list[float]:
-        """End of each caller utterance to the first answer frame that arrived after it."""
-        latencies = []
-        for utterance in self.utterances:
-            after = [t for t in self.media_received if t > utterance.voiced_until]
-            if after:
-                latencies.append(after[0] - utterance.voiced_until)
-        return latencies
-
-    def report(self) -> dict[str, Any]:
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 1)
-
-        turns = self.turn_latencies_s()
-        return {
-            "call_sid": self.call_sid,
-            "first_audio_ms": ms(self.first_audio_s()),
-            "turn_latency_ms": [ms(t) for t in turns],
-            "frames_sent": self.frames_sent,
-            "frames_received": self.frames_received,
-            "interruptions": len(self.clears),
-            "heard_seconds": round(len(self.heard) / 8000, 2),
-            "heard_voiced_seconds": round(len(self.heard_voiced_at) * FRAME_S, 2),
-        }
 
 
 class SimulatedCaller:

@@ -15,11 +15,13 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from ..app import create_app
-from ..config import Settings, load_settings
+from ..call.resources import CallGuards
+from ..config import Settings
 from ..gemini.endpoint import endpoint_from_settings
-from ..server import DrainingServer, uvicorn_config
-from ..services import Services
+from ..runtime.loading import load
+from ..runtime.server import DrainingServer, uvicorn_config
+from ..runtime.services import Services
+from ..web.app import create_app
 from .caller import SimulatedCaller
 from .emulator import EmulatorOptions, GeminiEmulator
 
@@ -81,6 +83,7 @@ async def loopback_deployment(
     env: Mapping[str, str] | None = None,
     vertex_credentials: object = None,
     twilio_http_client: object = None,
+    guards: CallGuards | None = None,
 ) -> AsyncIterator[Deployment]:
     """Start the emulator and the server; ``env`` overrides or adds settings.
 
@@ -109,8 +112,8 @@ async def loopback_deployment(
                 GOOGLE_CLOUD_PROJECT="emulated",
                 GEMINI_LIVE_URL=emulator.vertex_url,
             )
-        settings = load_settings(environ, env_file=None)
+        settings = load(environ, env_file=None)
         endpoint = endpoint_from_settings(settings, credentials=vertex_credentials)
-        services = Services.build(settings, endpoint, twilio_http_client)
+        services = Services.build(settings, endpoint, twilio_http_client, guards)
         async with serve_app(create_app(services), sock, services.drain) as server:
             yield Deployment(settings, services, emulator, public_url, server)

@@ -83,7 +83,7 @@ class IncomingNumber:
         }
 
 
-class TwilioRestFake(HttpClient):
+class TwilioRestFake(HttpClient):  # type: ignore[misc]  # the twilio library has no types
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -106,7 +106,7 @@ class TwilioRestFake(HttpClient):
     def connect(self, caller: SimulatedCaller) -> None:
         self._callers[caller.call_sid] = caller
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: str,
         uri: str,
@@ -128,7 +128,7 @@ class TwilioRestFake(HttpClient):
         if (match := NUMBERS.search(uri)) and method == "GET":
             return self._list_numbers(match.group(1), query)
         if (match := NUMBER.search(uri)) and method == "POST":
-            return self._update_number(*match.groups(), form)
+            return self._update_number(match.group(1), match.group(2), form)
         return _error(404, 20404, f"The requested resource {uri} was not found")
 
     def _update_call(self, method: str, form: dict[str, Any], account: str, sid: str) -> Response:

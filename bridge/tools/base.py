@@ -15,7 +15,8 @@ class ToolError(Exception):
 
 
 class Tool(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def declaration(self) -> dict[str, Any]:
         """The ``functionDeclarations`` entry sent in ``setup``."""

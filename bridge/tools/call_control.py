@@ -15,6 +15,34 @@ class CallControl(Protocol):
     def transfer_after_speech(self, number: str) -> None: ...
 
 
+def end_call_declaration() -> dict[str, Any]:
+    return {
+        "name": EndCallTool.name,
+        "description": (
+            "Hang up the phone call. Use it only when the conversation is over: say a short "
+            "goodbye first; the line closes after your goodbye has been heard."
+        ),
+        "parametersJsonSchema": {"type": "object", "properties": {}},
+    }
+
+
+def transfer_call_declaration(allowed: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "name": TransferCallTool.name,
+        "description": (
+            "Transfer the caller to a person at one of the allowed numbers. Tell the caller "
+            "you are transferring them first; the transfer starts after that has played."
+        ),
+        "parametersJsonSchema": {
+            "type": "object",
+            "properties": {
+                "number": {"type": "string", "enum": list(allowed), "description": "E.164"}
+            },
+            "required": ["number"],
+        },
+    }
+
+
 class EndCallTool:
     name = "end_call"
 
@@ -22,14 +50,7 @@ class EndCallTool:
         self._control = control
 
     def declaration(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": (
-                "Hang up the phone call. Use it only when the conversation is over: say a short "
-                "goodbye first; the line closes after your goodbye has been heard."
-            ),
-            "parametersJsonSchema": {"type": "object", "properties": {}},
-        }
+        return end_call_declaration()
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         self._control.end_after_speech()
@@ -44,24 +65,7 @@ class TransferCallTool:
         self._allowed = allowed
 
     def declaration(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": (
-                "Transfer the caller to a person at one of the allowed numbers. Tell the caller "
-                "you are transferring them first; the transfer starts after that has played."
-            ),
-            "parametersJsonSchema": {
-                "type": "object",
-                "properties": {
-                    "number": {
-                        "type": "string",
-                        "enum": list(self._allowed),
-                        "description": "E.164",
-                    }
-                },
-                "required": ["number"],
-            },
-        }
+        return transfer_call_declaration(self._allowed)
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         number = str(args.get("number", "")).replace(" ", "").replace("-", "")

@@ -22,11 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError, ConfigErrors, read_json_file
-from ..thread_pools import tool_threads
+from ..threads import ThreadPool
 from .base import ToolError
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_ANSWER_BYTES = 64 * 1024
+# Tools have threads of their own: a slow backend can delay other tools, nothing else.
+TOOL_THREADS = ThreadPool("http-tool", 16)
 SETTING = "TOOLS_FILE"
 FIELDS = ("name", "description", "parameters", "url", "timeout_s", "headers")
 # What http.client sends as a header: a token, and a value without control characters.
@@ -100,7 +102,7 @@ class HttpTool:
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         timeout = self.timeout_s or 30.0
-        return await tool_threads.run(self._post, args, timeout)
+        return await TOOL_THREADS.run(self._post, args, timeout)
 
     def secrets(self) -> list[str]:
         """The header values, and the credential after an auth scheme (``Bearer x``: x)."""
@@ -168,6 +170,7 @@ def _tool(where: str, entry: Any, taken: set[str], problems: list[str]) -> HttpT
                 )
     if len(problems) > found:
         return None
+    assert isinstance(name, str) and isinstance(url, str)  # checked above
     return HttpTool(
         name=name,
         description=str(entry.get("description", "")),

@@ -10,11 +10,12 @@ what is still running when the call ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..gemini.protocol import FunctionCall, FunctionResponse
+from ..gemini.wire import FunctionCall, FunctionResponse
 from .base import Tool, ToolError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class ToolRunner:
             task = asyncio.create_task(self._run(call), name=f"tool:{call.name}")
             key = call.id or f"anonymous-{id(task)}"
             self._running[key] = task
-            task.add_done_callback(lambda _t, key=key: self._running.pop(key, None))
+            task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
 
     def cancel(self, ids: Iterable[str]) -> None:
         for call_id in ids:

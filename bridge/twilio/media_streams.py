@@ -176,8 +176,8 @@ def parse_twilio_event(data: str | bytes) -> TwilioEvent:
     if not isinstance(event, str):
         raise ProtocolError("'event' missing or not a string")
     if event == "media":
-        media = _obj(message, "media")
-        payload = _b64(_str(media, "payload"), "payload")
+        fields = _obj(message, "media")
+        payload = _b64(_str(fields, "payload"), "payload")
         if len(payload) > MAX_MEDIA_PAYLOAD_BYTES:
             raise ProtocolError(
                 f"media payload of {len(payload)} bytes is over the {MAX_MEDIA_PAYLOAD_BYTES}-byte "
@@ -186,9 +186,9 @@ def parse_twilio_event(data: str | bytes) -> TwilioEvent:
         return Media(
             stream_sid=_str(message, "streamSid"),
             sequence_number=_int(message, "sequenceNumber", 0),
-            track=_str(media, "track", "inbound"),
-            chunk=_int(media, "chunk", 0),
-            timestamp_ms=_int(media, "timestamp", 0),
+            track=_str(fields, "track", "inbound"),
+            chunk=_int(fields, "chunk", 0),
+            timestamp_ms=_int(fields, "timestamp", 0),
             payload=payload,
         )
     if event == "connected":

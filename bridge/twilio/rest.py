@@ -16,10 +16,12 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from ..thread_pools import twilio_rest_threads
+from ..threads import ThreadPool
 
 log = logging.getLogger(__name__)
 
+# Twilio REST has threads of its own: slow tools never delay a hang-up or a transfer.
+REST_THREADS = ThreadPool("twilio-rest", 4)
 REST_TIMEOUT_S = 10.0
 
 
@@ -51,7 +53,7 @@ class TwilioCalls:
             self._client.calls(call_sid).update(**changes)
 
         try:
-            await asyncio.wait_for(twilio_rest_threads.run(update), REST_TIMEOUT_S)
+            await asyncio.wait_for(REST_THREADS.run(update), REST_TIMEOUT_S)
         except TimeoutError:
             raise TwilioCallError(f"Twilio did not answer within {REST_TIMEOUT_S:g} s") from None
         except TwilioException as exc:

@@ -51,7 +51,9 @@ def test_over_capacity_calls_get_busy_and_ready_says_503() -> None:
     run(scenario())
 
 
-def test_ready_says_gemini_is_failing_after_every_recent_call_failed_and_recovers_by_itself() -> None:
+def test_ready_says_gemini_is_failing_after_every_recent_call_failed_and_recovers_by_itself() -> (
+    None
+):
     async def scenario() -> None:
         options = EmulatorOptions(faults=FaultPlan(refuse_setup=True))  # Gemini is down
         async with loopback_deployment(options) as d:
@@ -129,7 +131,7 @@ def test_draining_refuses_new_calls_and_lets_running_ones_finish() -> None:
             async with caller.dial() as call:
                 await until(lambda: d.services.registry.active_count == 1)
                 d.server.start_drain()
-                await until(lambda: d.services.admission.draining)
+                await until(lambda: d.services.registry.draining)
                 status, body = await aget(d, "/ready")
                 assert status == 503 and json.loads(body) == {"status": "draining"}
                 newcomer = d.caller()
@@ -290,7 +292,7 @@ def test_a_second_sigterm_while_draining_does_not_cut_calls_off() -> None:
             async with caller.dial():
                 await until(lambda: d.services.registry.active_count == 1)
                 d.server.handle_exit(signal.SIGTERM, None)  # e.g. from a preStop hook
-                await until(lambda: d.services.admission.draining)
+                await until(lambda: d.services.registry.draining)
                 d.server.handle_exit(signal.SIGTERM, None)  # then Kubernetes' own SIGTERM
                 await asyncio.sleep(0.3)
                 assert not d.server.should_exit and d.services.registry.active_count == 1

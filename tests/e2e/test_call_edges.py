@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bridge.audio import ulaw_to_pcm16
-from bridge.gemini.protocol import FunctionCall
+from bridge.gemini.wire import FunctionCall
 from bridge.testing.caller import SimulatedCaller
 from bridge.testing.emulator import EmulatorOptions, FaultPlan, Moment, ScriptedToolCall
 from bridge.testing.harness import loopback_deployment, serve_app
@@ -304,7 +304,7 @@ def test_unknown_twilio_events_are_ignored_counted_and_logged_once(
             assert caller.result.close_code == 1000  # the call went on, and ended normally
             assert caller.result.frames_received == pytest.approx(50, abs=2)
             text = d.services.metrics.render().decode()
-            assert "bridge_twilio_unknown_events_total 2.0" in text  # after start
+            assert "bridge_twilio_unknown_events_total 3.0" in text  # before start and after
             assert "bridge_stream_rejections_total" not in text.split("bridge_calls_total")[0]
 
     with caplog.at_level(logging.INFO, logger="bridge"):

@@ -86,7 +86,9 @@ def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_end
             text = await page.evaluate("document.getElementById('about').innerText")
             assert re.fullmatch(r"version \S+ · up \d+ s", text), text
             assert "–" not in text
-            assert await page.evaluate("document.getElementById('p-capacity').textContent") == "0 / 4"
+            assert (
+                await page.evaluate("document.getElementById('p-capacity').textContent") == "0 / 4"
+            )
 
             failed = d.caller(to_number="+14155550100")
             async with failed.dial() as call:
@@ -94,7 +96,9 @@ def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_end
             recent = f"document.querySelector('#recent tr[data-call-sid=\"{failed.call_sid}\"]')"
             line = await page.wait_for(f"{recent} && {recent}.innerText", timeout=5)
             assert "+14155550100" in line and "gemini unavailable" in line
-            assert "Gemini did not open: " in line and "The service is currently unavailable" in line
+            assert (
+                "Gemini did not open: " in line and "The service is currently unavailable" in line
+            )
 
             caller = await asyncio.to_thread(softphone_call, d)
             async with caller.dial() as call:
@@ -108,7 +112,10 @@ def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_end
                 )
                 assert said[0].startswith("caller ☎ (caller spoke for")
                 assert said[1].startswith("assistant ✦ Thanks for calling")
-                assert await page.evaluate("document.getElementById('p-capacity').textContent") == "1 / 4"
+                assert (
+                    await page.evaluate("document.getElementById('p-capacity').textContent")
+                    == "1 / 4"
+                )
             recent = f"document.querySelector('#recent tr[data-call-sid=\"{caller.call_sid}\"]')"
             line = await page.wait_for(f"{recent} && {recent}.innerText", timeout=5)
             assert "softphone" in line and "completed" in line

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from bridge.testing.caller import load_speech
 from bridge.testing.emulator import EmulatorOptions, FaultPlan
 from bridge.testing.harness import Deployment, loopback_deployment
+from bridge.testing.speech import load_speech
 
 from .test_calls import SHORT, run, until
 

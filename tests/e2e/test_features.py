@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bridge.gemini.protocol import FunctionCall
+from bridge.gemini.wire import FunctionCall
 from bridge.testing.emulator import EmulatorOptions, FaultPlan, ScriptedToolCall
 from bridge.testing.harness import loopback_deployment, serve_app
 from bridge.testing.twilio_rest import TwilioRestFake

@@ -9,7 +9,8 @@ import logging
 
 import pytest
 
-from bridge.logs import RedactingFormatter
+from bridge.call.resources import CallGuards
+from bridge.observability.logs import RedactingFormatter
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.harness import Deployment, loopback_deployment
 from bridge.twilio.media_streams import media_event
@@ -158,13 +159,9 @@ def test_secrets_never_reach_logs_stats_metrics_or_the_caller() -> None:
     run(scenario())
 
 
-def test_a_stream_that_falls_silent_is_closed_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bridge.call_bridge
-
-    monkeypatch.setattr(bridge.call_bridge, "IDLE_TIMEOUT_S", 1.0)
-
+def test_a_stream_that_falls_silent_is_closed_as_idle() -> None:
     async def scenario() -> None:
-        async with loopback_deployment() as d:
+        async with loopback_deployment(guards=CallGuards(idle_timeout_s=1.0)) as d:
             assert await hostile_call(d, [media()]) == 1008  # one frame, then nothing
             text = d.services.metrics.render().decode()
             assert 'bridge_stream_rejections_total{reason="idle"} 1.0' in text

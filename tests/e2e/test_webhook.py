@@ -114,7 +114,7 @@ def test_status_callbacks_are_logged_and_counted_and_forgeries_refused(
             assert 'bridge_twilio_status_callbacks_total{status="completed"} 1.0' in metrics
             assert 'bridge_twilio_status_callbacks_total{status="forbidden"} 1.0' in metrics
 
-    with caplog.at_level("INFO", logger="bridge.status_callback"):
+    with caplog.at_level("INFO", logger="bridge.web.status_callback"):
         asyncio.run(scenario())
     records = [r for r in caplog.records if getattr(r, "event", "") == "twilio_status"]
     assert [r.data["status"] for r in records] == ["stream-error", "completed"]  # type: ignore[attr-defined]

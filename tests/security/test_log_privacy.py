@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.testing.caller import load_speech
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.served import ServedBridge, served_bridge
+from bridge.testing.speech import load_speech
 
 pytestmark = pytest.mark.e2e
 

@@ -55,7 +55,9 @@ def test_a_secret_too_short_to_be_secret_refuses_to_start(name: str) -> None:
     code, output = start_refusal(strong(**{name: "Hx7q2"}))
     assert code == 2, output
     (line,) = output.strip().splitlines()
-    assert line.startswith(f"gemini-phone-bridge: configuration error: {name}: is too short to be a secret")
+    assert line.startswith(
+        f"gemini-phone-bridge: configuration error: {name}: is too short to be a secret"
+    )
     assert "Hx7q2" not in output
 
 
@@ -67,7 +69,9 @@ def test_a_tool_header_with_a_line_break_refuses_to_start_unquoted(tmp_path: Pat
     code, output = start_refusal(strong(TOOLS_FILE=str(tools)))
     assert code == 2, output
     (line,) = output.strip().splitlines()
-    assert line.startswith("gemini-phone-bridge: configuration error: TOOLS_FILE: t: the value of Authorization")
+    assert line.startswith(
+        "gemini-phone-bridge: configuration error: TOOLS_FILE: t: the value of Authorization"
+    )
     assert TOOL_KEY not in output
 
 

@@ -12,11 +12,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.admission import MAX_UNAUTHENTICATED_STREAMS
-from bridge.stream_start import PRE_START_MAX_FRAME_BYTES, START_TIMEOUT_S
-from bridge.testing.attacks import client_frame, compression_burst, idle_streams, open_websocket
+from benchmarks.attacks import client_frame, compression_burst, idle_streams, open_websocket
+from bridge.call.stream_auth import MAX_UNAUTHENTICATED_STREAMS, START_TIMEOUT_S
 from bridge.testing.served import ServedBridge, served_bridge
 from bridge.twilio.media_streams import connected_event
+from bridge.twilio.stream_state import MAX_FRAME_BEFORE_START as PRE_START_MAX_FRAME_BYTES
 
 pytestmark = pytest.mark.e2e
 

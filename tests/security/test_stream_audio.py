@@ -11,8 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.call_bridge import AUDIO_AHEAD_S
-from bridge.testing.attacks import fast_audio
+from benchmarks.attacks import fast_audio
+from bridge.call.resources import CallGuards
 from bridge.testing.caller import SILENT_FRAME
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.served import ServedBridge, served_bridge
@@ -57,7 +57,7 @@ def test_audio_far_faster_than_real_time_is_cut_off_after_the_allowance(
     assert "ahead of the wall clock" in result.close_reason
     assert result.elapsed_s < 2
     # Gemini heard no more than real time plus the allowance (and the frame that tipped it).
-    assert gemini_heard_s(bridge, sessions) < result.elapsed_s + AUDIO_AHEAD_S + 0.6
+    assert gemini_heard_s(bridge, sessions) < result.elapsed_s + CallGuards().audio_ahead_s + 0.6
     sample = 'bridge_stream_rejections_total{reason="audio_too_fast"}'
     assert bridge.metric_once_settled(sample, rejected + 1) == rejected + 1
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.gemini.protocol import FunctionCall
+from bridge.gemini.wire import FunctionCall
 from bridge.testing.emulator import EmulatedSession, EmulatorOptions, ScriptedToolCall
 from bridge.testing.served import ServedBridge, served_bridge
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.testing.attacks import chunked_post
+from benchmarks.attacks import chunked_post
 from bridge.testing.served import ServedBridge, served_bridge
-from bridge.twilio_form import BODY_TIMEOUT_S, MAX_FORM_BYTES
+from bridge.web.twilio_form import BODY_TIMEOUT_S, MAX_FORM_BYTES
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.testing.soak import SoakReport, run_soak
+from benchmarks.soak import SoakReport, run_soak
 
 
 def check(report: SoakReport) -> None:

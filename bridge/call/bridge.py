@@ -1,0 +1,500 @@
+"""One phone call: a Twilio Media Stream on one side, a Gemini Live session on the other.
+
+This is the call's I/O loop, and only that: it moves frames and time, and the state it
+acts on lives in the objects it drives (``TurnState``: what the caller asked;
+``ModelTurns``: what the model says and what the caller heard; ``TwilioStream``: the
+order of Twilio's events; the guards against idle, floods and audio faster than real
+time; ``CallEnding``). Everything it needs comes in through ``CallResources``.
+
+Two pumps carry the audio:
+
+* caller → Gemini: every 20 ms μ-law frame is decoded, resampled to 16 kHz and
+  sent as it arrives (no batching), so Gemini's VAD hears the caller at once;
+* Gemini → caller: every model chunk is resampled to 8 kHz and sent as it
+  arrives, its whole 20 ms μ-law frames in one media message (a partial frame
+  waits for the next chunk), and each model turn ends with one ``mark`` so the
+  bridge knows what is still queued in Twilio's buffer. On ``interrupted``
+  the bridge sends ``clear`` at once and drops the rest of that turn.
+
+Whichever pump ends first ends the call; the other is cancelled and awaited.
+Tool calls and the actions that end a call once its last words have played
+run as tasks the call owns and cancels.
+
+Why one module of ~500 lines: it is the one place where a call's events meet (setup,
+the two pumps, tools, ending) and the order they happen in matters; split further, a
+reader would follow one frame across files. What can stand alone already does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import Enum
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..audio import TWILIO_FRAME_BYTES, CallerAudioStream
+from ..gemini.client import client_content_message, text_input_message
+from ..gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkState, SwapReason
+from ..gemini.session import GeminiSetupError
+from ..gemini.wire import FunctionResponse, ServerContent
+from ..observability.logs import tag_call
+from ..tools import ToolRunner
+from ..twilio.media_streams import (
+    Dtmf,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+    TwilioEvent,
+    clear_message,
+    mark_message,
+    media_message,
+    parse_twilio_event,
+)
+from ..twilio.stream_state import StreamViolation, TwilioStream
+from .audio_pace import AudioPace
+from .ending import CallEnding
+from .model_turns import ModelTurns
+from .outcome import CallOutcome, CloseCode, Rejection, StreamRejected
+from .plan import CallPlan
+from .rate_limit import TokenBucket
+from .registry import CallRecord, NoRoom
+from .resources import CallResources
+from .stream_auth import VIOLATION_CLOSE
+from .transcript import Speaker, Transcript
+from .turn_state import TurnState
+from .wire_watch import WireWatch
+
+log = logging.getLogger(__name__)
+
+
+class CallEnd(Enum):
+    CALLER_HUNG_UP = "caller hung up"
+    GEMINI_LOST = "Gemini could not be kept connected"
+
+
+class CallBridge:
+    def __init__(self, websocket: WebSocket, resources: CallResources) -> None:
+        self._ws = websocket
+        self._resources = resources
+        self._metrics = resources.metrics
+        self._caller_audio = CallerAudioStream()
+        self._questions = TurnState()
+        self._model = ModelTurns(self._questions)
+        self._stream = TwilioStream()
+        guards = resources.guards
+        self._guards = guards
+        self._watch = WireWatch(guards.idle_timeout_s, guards.send_timeout_s)
+        self._rate = TokenBucket(guards.flood_rate, guards.flood_burst)
+        self._pace = AudioPace(guards.audio_ahead_s)
+        self.transcript = Transcript()
+        self._stream_sid = ""
+        self._call_sid = ""
+        self._tools = ToolRunner((), self._answer_tool, resources.tool_timeout_s)
+        self._ending: CallEnding | None = None
+        self._greeting_expected = False
+        self._ready = asyncio.Event()  # Gemini is open and the pumps run
+        self._record: CallRecord | None = None
+        self._link: GeminiLink | None = None
+        self._unknown_events_counted = 0
+
+    # --- the call's life ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        registry = self._resources.registry
+        try:
+            start = await self._authenticated_start()
+        except StreamRejected as exc:
+            registry.rejected(exc.rejection)
+            log.warning("stream rejected: %s", exc.reason)
+            await self._close(exc.code, exc.reason)
+            return
+        except WebSocketDisconnect:
+            log.info("stream closed by Twilio before it started")
+            return
+
+        params = start.custom_parameters
+        self._stream_sid, self._call_sid = start.stream_sid, start.call_sid
+        called = params.get("to", "")
+        tag_call(start.call_sid, start.stream_sid)  # every later line of this call carries it
+        self._pace.restart()
+        try:
+            with registry.admit(
+                self, start.call_sid, start.stream_sid, params.get("from", ""), called
+            ) as record:
+                self._record = record
+                self._model.started_at = record.started_mono  # first audio counts from here
+                plan = self._resources.planner.for_number(called)
+                record.outcome = await self._bridge(record, plan)
+        except NoRoom:
+            registry.rejected(Rejection.OVER_CAPACITY)
+            log.warning("stream refused: no room on this instance")
+            await self._close(CloseCode.TRY_AGAIN, "over capacity")
+
+    async def _authenticated_start(self) -> Start:
+        try:
+            return await self._resources.authenticator.start(
+                self._ws, self._receive_frame, self._stream
+            )
+        finally:
+            self._count_unknown_events()
+
+    async def _bridge(self, record: CallRecord, plan: CallPlan) -> CallOutcome:
+        """Open Gemini, run both pumps until one ends; returns the call's outcome."""
+        resources = self._resources
+        ending = self._ending = CallEnding(
+            self._model,
+            call_sid=self._call_sid,
+            rest=resources.rest,
+            say=self._say,
+            close=self._close_normally,
+        )
+        self._tools = ToolRunner(plan.tools(ending), self._answer_tool, resources.tool_timeout_s)
+        link = self._link = GeminiLink(
+            resources.open_session,
+            plan.session_config,
+            setup_timeout=resources.setup_timeout_s,
+            turns=self._questions,
+            transcript=self.transcript,
+            policy=resources.link_policy,
+            events=LinkEvents(
+                on_reconnected=self._on_reconnected, on_nudge=self._metrics.nudges.inc
+            ),
+        )
+        self._greeting_expected = bool(plan.persona.greeting)
+        record.state_probe = lambda: link.state
+        record.transcript_probe = self.transcript.tail
+        try:
+            warm = await resources.prewarm.claim(self._call_sid) if resources.prewarm else None
+            if warm is not None:
+                await link.adopt(warm)  # its greeting was asked for at the webhook
+            else:
+                await link.open()
+                if plan.persona.greeting:
+                    await link.send(client_content_message(plan.persona.greeting))
+        except GeminiSetupError as exc:
+            resources.on_gemini_setup(False, exc.reason)
+            self._metrics.gemini_setup_failures.labels(exc.kind).inc()
+            log.error("Gemini session did not open: %s", exc.reason)
+            record.failure = f"Gemini did not open: {exc.reason}"
+            await link.close()
+            record.state_probe = lambda: LinkState.FAILED
+            # Closing the stream lets Twilio speak the apology that follows <Connect>.
+            await self._close(CloseCode.INTERNAL, "assistant unavailable")
+            return CallOutcome.GEMINI_UNAVAILABLE
+        resources.on_gemini_setup(True, "")
+        assert link.setup_seconds is not None
+        record.gemini_setup_ms = link.setup_seconds * 1000
+        self._metrics.gemini_setup_seconds.observe(link.setup_seconds)
+        log.info(
+            "Gemini session %s in %.0f ms",
+            "pre-warmed" if warm is not None else "opened",
+            link.setup_seconds * 1000,
+        )
+
+        self._ready.set()
+        self._watch.last_frame = time.perf_counter()
+        pumps = [
+            asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
+            asyncio.create_task(self._gemini_to_caller(), name="gemini_to_caller"),
+            asyncio.create_task(self._watch.run(), name="wire_watch"),
+        ]
+        try:
+            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            results = await asyncio.gather(*pumps, return_exceptions=True)
+            final_state = LinkState.FAILED if link.state is LinkState.FAILED else LinkState.CLOSED
+            await self._tools.close()
+            record.tool_calls = self._tools.completed + self._tools.failed
+            await ending.close()
+            await link.close()
+            record.state_probe = lambda: final_state
+        return await self._outcome(record, next(iter(done)), results)
+
+    async def _outcome(
+        self,
+        record: CallRecord,
+        first: asyncio.Task[CallEnd],
+        results: list[CallEnd | BaseException],
+    ) -> CallOutcome:
+        """How the call ended, from the pump that ended it; the stream is closed to match."""
+        assert self._ending is not None
+        if self._ending.by_bridge:
+            return CallOutcome.DRAINED  # whichever pump noticed the hang-up first
+        error = first.exception() if not first.cancelled() else None
+        if isinstance(error, StreamRejected):
+            self._metrics.stream_rejections.labels(error.rejection.value).inc()
+            log.warning("stream closed: %s", error.reason)
+            record.failure = error.reason
+            await self._close(error.code, error.reason)
+            return CallOutcome.FAILED
+        if isinstance(error, GeminiLinkLost):
+            log.error("Gemini lost mid-call: %s", error.reason)
+            record.failure = f"Gemini lost: {error.reason}"
+            await self._close(CloseCode.INTERNAL, "assistant disconnected")
+            return CallOutcome.FAILED
+        if error is not None:
+            log.error("call failed: %s", _describe(error), exc_info=error)
+            record.failure = "bridge error"
+            await self._close(CloseCode.INTERNAL, "bridge error")
+            return CallOutcome.FAILED
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+                log.warning("pump ended with %s while stopping", _describe(result))
+        if first.result() is CallEnd.CALLER_HUNG_UP:
+            await self._close(CloseCode.NORMAL, "call ended")
+            return CallOutcome.COMPLETED
+        record.failure = "Gemini closed the session"
+        await self._close(CloseCode.INTERNAL, "assistant disconnected")
+        return CallOutcome.FAILED
+
+    def _on_reconnected(self, reason: SwapReason, gap_s: float, resumed: bool) -> None:
+        """A new Gemini connection: whatever turn the old one was speaking is over (the link
+        has the new one finish an answer it cut short)."""
+        assert self._record is not None
+        self._record.reconnects += 1
+        self._metrics.reconnects.labels(reason.value, "resumed" if resumed else "fresh").inc()
+        self._metrics.reconnect_gap_seconds.observe(gap_s)
+        self._model.cut()
+        self.transcript.end_turn()
+
+    # --- caller → Gemini --------------------------------------------------------------------
+
+    async def _caller_to_gemini(self) -> CallEnd:
+        assert self._link is not None and self._record is not None
+        link, record, per_frame = self._link, self._record, self._metrics.per_frame
+        added = per_frame.added_to_gemini
+        to_pcm, questions = self._caller_audio.to_gemini_pcm, self._questions
+        watch, pace = self._watch, self._pace.take
+        while True:
+            try:
+                frame = await self._receive_frame()
+            except WebSocketDisconnect:
+                return CallEnd.CALLER_HUNG_UP
+            received = time.perf_counter()
+            watch.last_frame = received
+            try:
+                event = parse_twilio_event(frame)
+            except ProtocolError as exc:
+                raise StreamRejected(
+                    f"malformed frame: {exc}", CloseCode.INVALID_DATA, Rejection.PROTOCOL
+                ) from None
+            if type(event) is Media:
+                if not pace(len(event.payload)):
+                    raise StreamRejected(
+                        f"caller audio {self._pace.ahead_s:.1f} s ahead of the wall clock",
+                        CloseCode.POLICY,
+                        Rejection.AUDIO_TOO_FAST,
+                    )
+                if event.track != "inbound":
+                    continue
+                pcm = to_pcm(event.payload)
+                questions.on_caller_frame(event.payload, pcm)
+                watch.sending_to_gemini = received
+                await link.send_audio(pcm)
+                watch.sending_to_gemini = None
+                added.observe(time.perf_counter() - received)
+                record.frames_in += 1
+                per_frame.frames_in += 1
+            elif await self._on_event(event) is CallEnd.CALLER_HUNG_UP:
+                return CallEnd.CALLER_HUNG_UP
+
+    async def _on_event(self, received: TwilioEvent) -> CallEnd | None:
+        """Every event but media, in the stream's order."""
+        assert self._link is not None
+        try:
+            event = self._stream.after_start(received)
+        except StreamViolation as exc:
+            raise StreamRejected(
+                str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
+            ) from None
+        if isinstance(event, Mark):
+            self._model.marked(event.name)
+            self._changed()
+        elif isinstance(event, Stop):
+            return CallEnd.CALLER_HUNG_UP
+        elif isinstance(event, Dtmf):
+            log.info("caller pressed a key")
+            await self._link.send(self._keypad_message(event.digit))
+        elif event is None:
+            self._count_unknown_events()
+        return None
+
+    def _count_unknown_events(self) -> None:
+        """Twilio adds events over time and says to ignore those one does not know: each is
+        counted, and the first of a call logged by name."""
+        stream = self._stream
+        if stream.unknown_events == self._unknown_events_counted:
+            return
+        if self._unknown_events_counted == 0:
+            log.info("ignored a Twilio event this version does not know: %r", stream.first_unknown)
+        self._metrics.unknown_events.inc(stream.unknown_events - self._unknown_events_counted)
+        self._unknown_events_counted = stream.unknown_events
+
+    async def _receive_frame(self) -> str | bytes:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            code = message.get("code", CloseCode.NORMAL)
+            if code == CloseCode.TOO_BIG:  # uvicorn's own cap (ws_max_size) closed it
+                raise StreamRejected(
+                    "frame over the size cap", CloseCode.TOO_BIG, Rejection.PROTOCOL
+                )
+            if code == CloseCode.PROTOCOL_ERROR:  # uvicorn failed it: compressed or broken
+                raise StreamRejected(
+                    "broken WebSocket frames", CloseCode.PROTOCOL_ERROR, Rejection.PROTOCOL
+                )
+            raise WebSocketDisconnect(code)
+        if not self._rate.take():
+            raise StreamRejected(
+                f"message flood (over {self._guards.flood_rate:g}/s sustained)",
+                CloseCode.POLICY,
+                Rejection.FLOOD,
+            )
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    # --- Gemini → caller --------------------------------------------------------------------
+
+    async def _gemini_to_caller(self) -> CallEnd:
+        assert self._link is not None
+        receive = self._link.receive
+        while (message := await receive()) is not None:
+            if message.server_content is not None:
+                await self._on_server_content(message.server_content, time.perf_counter())
+            if message.cancelled_tool_call_ids:
+                self._tools.cancel(message.cancelled_tool_call_ids)
+            if message.tool_calls:
+                log.info("Gemini calls %s", [c.name for c in message.tool_calls])
+                self._questions.on_model_tool_call()
+                self._tools.start(message.tool_calls)
+            if message.unknown_fields:
+                log.debug("Gemini sent unknown fields %s", message.unknown_fields)
+        return CallEnd.GEMINI_LOST
+
+    async def _on_server_content(self, content: ServerContent, received: float) -> None:
+        # Order matters when one message combines fields: an interruption applies
+        # before any audio that rides with it, and the turn closes after it.
+        model = self._model
+        if content.input_transcription is not None:
+            self.transcript.add(Speaker.CALLER, content.input_transcription.text)
+        if content.interrupted:
+            await self._barge_in(received)
+        if content.audio:
+            if model.dropping:
+                self._metrics.frames_interrupted.inc(model.frames_in(content.audio))
+            else:
+                audio = model.audio(content.audio)
+                await self._send_audio(audio)
+                if audio:
+                    self._metrics.per_frame.added_to_caller.observe(time.perf_counter() - received)
+                if (latency := model.answer_latency_s) is not None:
+                    self._metrics.turn_latency_seconds.observe(latency)
+                    assert self._record is not None
+                    self._record.turn_latencies_ms.append(latency * 1000)
+        if content.output_transcription is not None and not model.dropping:
+            self.transcript.add(Speaker.ASSISTANT, content.output_transcription.text)
+        if content.generation_complete or content.turn_complete:
+            if not model.dropping:
+                await self._send_audio(model.generated(), end_of_turn=True)
+        if content.turn_complete:
+            model.turn_complete()
+            self.transcript.end_turn()
+            self._changed()
+
+    async def _send_audio(self, audio: bytes, *, end_of_turn: bool = False) -> None:
+        """Whole 20 ms frames of μ-law, in one media message (Twilio takes any size)."""
+        frames = len(audio) // TWILIO_FRAME_BYTES
+        mark = self._model.sent(frames, end_of_turn=end_of_turn)
+        if not frames:
+            if mark is not None:  # the turn's last frames went out unmarked
+                async with asyncio.timeout(self._guards.send_timeout_s):
+                    await self._ws.send_text(mark_message(self._stream_sid, mark))
+            return
+        assert self._record is not None
+        sid, send, watch = self._stream_sid, self._ws.send_text, self._watch
+        watch.sending_to_caller = time.perf_counter()
+        await send(media_message(sid, audio))
+        if mark is not None:
+            await send(mark_message(sid, mark))
+        watch.sending_to_caller = None
+        record = self._record
+        if record.first_audio_ms is None and self._model.first_audio_s is not None:
+            record.first_audio_ms = self._model.first_audio_s * 1000
+            if self._greeting_expected:
+                self._metrics.greeting_seconds.observe(self._model.first_audio_s)
+        record.frames_out += frames
+        self._metrics.per_frame.frames_out += frames
+
+    async def _barge_in(self, received: float) -> None:
+        """The caller spoke over the model: stop Twilio's playback, drop the rest of the turn."""
+        queued = self._model.interrupted()
+        if queued is None:
+            return
+        async with asyncio.timeout(self._guards.send_timeout_s):
+            await self._ws.send_text(clear_message(self._stream_sid))
+        self._metrics.barge_in_seconds.observe(time.perf_counter() - received)
+        self._metrics.frames_cleared.inc(queued)
+        assert self._record is not None
+        self._record.interruptions += 1
+        self._metrics.interruptions.inc()
+        self._changed()
+        log.info("caller interrupted: cleared playback")
+
+    def _changed(self) -> None:
+        """What the caller heard may have changed: an ending waiting on it looks again."""
+        if self._ending is not None:
+            self._ending.changed.set()
+
+    # --- ending the call from the bridge's side ----------------------------------------------
+
+    async def end_with_goodbye(self, timeout_s: float) -> None:
+        """The server is going away: the assistant says goodbye, then the call is hung up
+        (through Twilio's REST API when it can be used; else the stream is closed)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()  # a call still setting up gets its goodbye once ready
+        except TimeoutError:
+            pass
+        if self._ending is None or not self._ready.is_set():
+            if self._ending is not None:
+                self._ending.by_bridge = True
+            await self._close(CloseCode.NORMAL, "goodbye")
+            return
+        await self._ending.goodbye(self._resources.goodbye_instruction, timeout_s)
+
+    async def _say(self, instruction: str) -> None:
+        assert self._link is not None
+        await self._link.send(client_content_message(instruction))
+
+    async def _answer_tool(self, response: FunctionResponse) -> None:
+        result = "error" if "error" in response.response else "ok"
+        self._metrics.tool_calls.labels(response.name, result).inc()
+        if self._link is not None:
+            await self._link.send_tool_response(response)
+
+    @staticmethod
+    def _keypad_message(digit: str) -> str:
+        """As ``realtimeInput.text`` on both backends, as Google's SDK sends text input."""
+        return text_input_message(f"(The caller pressed {digit} on the phone keypad.)")
+
+    # --- the stream ---------------------------------------------------------------------------
+
+    async def _close_normally(self, reason: str) -> None:
+        await self._close(CloseCode.NORMAL, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            await self._ws.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the peer is already gone
+
+
+def _describe(error: BaseException) -> str:
+    return f"{error.__class__.__name__}: {str(error)[:200]}"

@@ -1,0 +1,57 @@
+"""``POST /api/call-status``: Twilio's status callbacks, for the log.
+
+Two kinds arrive here: the number's call status (``CallStatus``: ringing,
+in-progress, completed, busy, failed, no-answer, canceled) and the stream's
+(``StreamEvent``: stream-started, stream-stopped, stream-error). The stream
+error is the only place Twilio says why a stream never reached us (a TLS or
+handshake failure), so operators need it in the same log as the calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..runtime.services import Services
+from .twilio_form import signed_twilio_form
+
+log = logging.getLogger(__name__)
+
+_WORD = re.compile(r"^[a-z-]{1,32}$")
+MAX_ERROR_CHARS = 300
+
+
+async def call_status(request: Request) -> Response:
+    services: Services = request.app.state.services
+    counter = services.metrics.status_callbacks
+    params = await signed_twilio_form(request, services, counter, "status callback")
+    if isinstance(params, Response):
+        return params
+
+    call_sid = params["CallSid"]
+    stream_event = params.get("StreamEvent", "")
+    status = stream_event or params.get("CallStatus", "")
+    if not _WORD.match(status):
+        counter.labels("bad_request").inc()
+        return PlainTextResponse("missing CallStatus or StreamEvent\n", status_code=400)
+
+    counter.labels(status).inc()
+    data: dict[str, object] = {"call_sid": call_sid, "status": status}
+    if stream_event:
+        data["stream_sid"] = params.get("StreamSid", "")[:64]
+        if error := params.get("StreamError", ""):
+            data["error"] = error[:MAX_ERROR_CHARS]
+    if (duration := params.get("CallDuration", "")).isdigit():
+        data["duration_s"] = int(duration)
+    level = logging.WARNING if status in ("stream-error", "failed") else logging.INFO
+    log.log(
+        level,
+        "twilio reports %s for call %s",
+        status,
+        call_sid,
+        extra={"event": "twilio_status", "data": data},
+    )
+    return Response(status_code=204)
