@@ -44,6 +44,9 @@ class Settings:
     log_format: str = "json"
     max_concurrent_calls: int | None = None
     drain_timeout: float = 300.0
+    state_url: str | None = None  # None: the state stays in this process
+    instance_name: str | None = None
+    max_call_moves: int = 5
     twiml_dir: str | None = None
     greeting: str = ""
     prewarm: bool = True
@@ -79,6 +82,11 @@ class Settings:
         """Where the number's voice webhook must point."""
         return f"{self.public_url}/api/inbound-call"
 
+    def stream_ended_url(self, stream: int) -> str:
+        """``<Connect action>``: Twilio asks here what next once the stream ``stream`` of a
+        call has ended (the number is signed with the URL)."""
+        return f"{self.public_url}/api/stream-ended?stream={stream}"
+
     @property
     def status_callback_url(self) -> str:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
@@ -92,6 +100,8 @@ class Settings:
             self.gemini_api_key,
             self.operator_token,
             self.ngrok_authtoken,
+            self.state_url,
+            urlsplit(self.state_url).password if self.state_url else None,
         ]
         return [v for v in values if v]
 

@@ -7,9 +7,10 @@ once and shown by ``up``, and the shared store is tried again after
 ``retry_after_s``. Nothing waits longer than one bounded attempt.
 
 What the process holds is not what the fleet holds: a single-use claim made
-here during an outage is single-use on this instance only. ``degraded`` says
-so, and the callers that guard security decide what to do with that (see
-docs/scaling.md).
+here during an outage is single-use on this instance only, so it is answered
+``Claim.FIRST_HERE`` and the callers that guard security decide what to do
+with that (docs/scaling.md). Those claims are copied to the shared store when
+it answers again, so a key spent here during the outage stays spent fleet-wide.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from .memory_store import MemoryStore
-from .store import StateStore, StoreUnavailable
+from .store import Claim, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class FallbackStore:
         self._clock = clock
         self._down_since: float | None = None
         self._next_try = 0.0
+        self._claimed_here: dict[str, float] = {}  # during an outage: key → expiry
 
     @property
     def shared(self) -> bool:
@@ -83,14 +85,31 @@ class FallbackStore:
                     )
                     self._down_since = None
                     self._on_change(True)
+                    try:
+                        await self._copy_claims()
+                    except StoreUnavailable:
+                        pass  # gone again at once: the next operation notices
                 return result
         return await local()
 
-    async def claim_once(self, key: str, ttl_s: float) -> bool:
-        return await self._either(
-            lambda: self._shared.claim_once(key, ttl_s),
-            lambda: self._local.claim_once(key, ttl_s),
-        )
+    async def claim(self, key: str, ttl_s: float) -> Claim:
+        async def here() -> Claim:
+            claim = await self._local.claim(key, ttl_s)
+            if claim is Claim.TAKEN:
+                return claim
+            self._claimed_here[key] = self._clock() + ttl_s
+            return Claim.FIRST_HERE
+
+        return await self._either(lambda: self._shared.claim(key, ttl_s), here)
+
+    async def _copy_claims(self) -> None:
+        """The shared store answers again: what was claimed here meanwhile is claimed there
+        too (a key already there stays as it is: either way it is spent)."""
+        claims, self._claimed_here = self._claimed_here, {}
+        now = self._clock()
+        for key, expires in claims.items():
+            if expires > now:
+                await self._shared.claim(key, expires - now)
 
     async def set_fields(
         self,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from .store import Claim
+
 
 class MemoryStore:
     """``StateStore`` in a dict. Expired keys are dropped when met, and swept now and then
@@ -20,6 +22,10 @@ class MemoryStore:
 
     @property
     def shared(self) -> bool:
+        return False
+
+    @property
+    def degraded(self) -> bool:
         return False
 
     def _get(self, key: str) -> object | None:
@@ -38,11 +44,11 @@ class MemoryStore:
             now = self._clock()
             self._values = {k: e for k, e in self._values.items() if e[0] > now}
 
-    async def claim_once(self, key: str, ttl_s: float) -> bool:
+    async def claim(self, key: str, ttl_s: float) -> Claim:
         if self._get(key) is not None:
-            return False
+            return Claim.TAKEN
         self._put(key, True, ttl_s)
-        return True
+        return Claim.FIRST
 
     async def set_fields(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from .store import StoreUnavailable
+from .store import Claim, StoreUnavailable
 
 OPERATION_TIMEOUT_S = 1.0
 DEFAULT_PREFIX = "gemini-phone-bridge:"
@@ -32,8 +32,9 @@ if conditions >= 0 then
     if redis.call('HGET', KEYS[1], ARGV[3 + 2 * i]) ~= ARGV[4 + 2 * i] then return 0 end
   end
 end
-for i = 3 + 2 * math.max(conditions, 0), #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local first = 3 + 2 * math.max(conditions, 0)
+if first < #ARGV then
+  redis.call('HSET', KEYS[1], unpack(ARGV, first, #ARGV))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -66,6 +67,10 @@ class RedisStore:
     def shared(self) -> bool:
         return True
 
+    @property
+    def degraded(self) -> bool:
+        return False
+
     async def _do(self, what: str, operation: object) -> object:
         """Await one Redis operation within the timeout; failures become StoreUnavailable."""
         try:
@@ -81,11 +86,11 @@ class RedisStore:
     async def ping(self) -> None:
         await self._do("a ping", self._redis.ping())
 
-    async def claim_once(self, key: str, ttl_s: float) -> bool:
+    async def claim(self, key: str, ttl_s: float) -> Claim:
         done = await self._do(
             "a claim", self._redis.set(self._prefix + key, b"1", nx=True, px=_ms(ttl_s))
         )
-        return bool(done)
+        return Claim.FIRST if done else Claim.TAKEN
 
     async def set_fields(
         self,

@@ -5,9 +5,10 @@ handle or summary changes, and on a heartbeat of seconds: never per frame.
 So the interface is a handful of coarse, idempotent operations on string
 keys, each with a time to live (nothing shared outlives its use):
 
-* ``claim_once``: single-use things (an answered CallSid, a spent stream
-  token, an ``action`` request already acted on), true for the first claim
-  of a key across the fleet, false for every later one;
+* ``claim``: single-use things (an answered CallSid, a spent stream token),
+  ``FIRST`` for the first claim of a key across the fleet, ``TAKEN`` for every
+  later one, and ``FIRST_HERE`` when only this process could be asked (the
+  shared store is away: see ``FallbackStore``);
 * ``set_fields`` / ``get_fields``: a record of named string fields (a call),
   written only while a condition on its fields holds (the call's owner is
   the stream that holds its current number: a server that lost the call
@@ -23,7 +24,14 @@ server with no settings works as it always has) and ``RedisStore``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import Protocol
+
+
+class Claim(Enum):
+    FIRST = "first"  # nobody had claimed it, across the fleet
+    TAKEN = "taken"  # claimed before
+    FIRST_HERE = "first here"  # not claimed in this process; the fleet could not be asked
 
 
 class StoreUnavailable(Exception):
@@ -40,7 +48,12 @@ class StateStore(Protocol):
         """True when other instances see what this one writes."""
         ...
 
-    async def claim_once(self, key: str, ttl_s: float) -> bool: ...
+    @property
+    def degraded(self) -> bool:
+        """The shared store is away: the last operations went to this process alone."""
+        ...
+
+    async def claim(self, key: str, ttl_s: float) -> Claim: ...
 
     async def set_fields(
         self,

@@ -178,11 +178,11 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
             status, _ = await asyncio.to_thread(caller._post_webhook, None)
             assert status == 403
             assert d.emulator.sessions == []  # nothing reached Gemini, not even a pre-warm
-            twiml = await caller.fetch_twiml()
-            assert (
-                "<Connect><Stream" in twiml
-                and f"ws://127.0.0.1:{d.public_url.rsplit(':', 1)[1]}/voice-stream" in twiml
+            await caller.fetch_twiml()
+            assert caller.stream_url == (
+                f"ws://127.0.0.1:{d.public_url.rsplit(':', 1)[1]}/voice-stream"
             )
+            assert caller.action_url == d.public_url + "/api/stream-ended?stream=1"
             assert set(caller.parameters) == {"callSid", "from", "to", "token"}
             assert "?" not in caller.stream_url
 
@@ -193,7 +193,8 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
 def test_stream_without_a_valid_token_never_reaches_gemini(tamper: str) -> None:
     async def scenario() -> None:
         async with loopback_deployment(env={"GEMINI_PREWARM_TTL": "1"}) as d:
-            caller = d.caller()
+            # Not Twilio: an attacker's stream, who cannot sign the action request after it.
+            caller = d.caller(follow_actions=False)
             await caller.fetch_twiml()
             params = dict(caller.parameters)
             if tamper == "bad_token":
@@ -302,14 +303,14 @@ def test_gemini_unavailable_ends_the_stream_so_twilio_plays_the_apology() -> Non
     async def scenario() -> None:
         async with loopback_deployment(env={"GEMINI_API_KEY": "wrong-gemini-key-abc"}) as d:
             caller = d.caller()
-            await caller.fetch_twiml()
-            # The apology follows </Connect>: Twilio speaks it once the stream closes.
-            assert caller.twiml.index("</Connect><Say") > 0 and "<Hangup />" in caller.twiml
             started = time.monotonic()
             async with caller.dial() as call:
                 await call.wait_closed(timeout=5)
+            # The stream closed; Twilio asked <Connect action> what next: the apology.
             assert time.monotonic() - started < 3
             assert caller.result.close_code == 1011
+            assert caller.result.twilio_said == [d.services.twiml.apology]
+            assert caller.result.ended_by_twilio == "hangup"
             await until(lambda: d.services.registry.active_count == 0)
             assert d.services.registry.snapshot()["totals"]["failed"] == 1
             metrics = d.services.metrics.render().decode()

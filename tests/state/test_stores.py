@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.state import FallbackStore, MemoryStore, StateStore
+from bridge.state import Claim, FallbackStore, MemoryStore, StateStore
 from bridge.state.redis_store import RedisStore
 from bridge.testing.redis_server import RedisServer
 from tests.fakes import Clock
@@ -39,11 +39,11 @@ def make_store(request: pytest.FixtureRequest, redis_server: RedisServer) -> obj
 def test_a_claim_succeeds_once_until_it_expires(make_store: object) -> None:
     async def scenario() -> None:
         store: StateStore = make_store()  # type: ignore[operator]
-        assert await store.claim_once("token:abc", 0.3)
-        assert not await store.claim_once("token:abc", 0.3)
-        assert await store.claim_once("token:other", 0.3)
+        assert await store.claim("token:abc", 0.3) is Claim.FIRST
+        assert await store.claim("token:abc", 0.3) is Claim.TAKEN
+        assert await store.claim("token:other", 0.3) is Claim.FIRST
         await asyncio.sleep(0.4)
-        assert await store.claim_once("token:abc", 0.3)  # expired: a new claim
+        assert await store.claim("token:abc", 0.3) is Claim.FIRST  # expired: a new claim
         await store.close()
 
     run(scenario())
@@ -53,8 +53,8 @@ def test_concurrent_claims_have_exactly_one_winner(make_store: object) -> None:
     async def scenario() -> None:
         stores: list[StateStore] = [make_store() for _ in range(1)]  # type: ignore[operator]
         store = stores[0]
-        results = await asyncio.gather(*(store.claim_once("answered:CA1", 5) for _ in range(20)))
-        assert results.count(True) == 1
+        results = await asyncio.gather(*(store.claim("answered:CA1", 5) for _ in range(20)))
+        assert results.count(Claim.FIRST) == 1 and results.count(Claim.TAKEN) == 19
         await store.close()
 
     run(scenario())
@@ -123,21 +123,26 @@ def test_the_fallback_carries_on_in_process_while_redis_is_away_and_comes_back()
             on_change=changes.append,
             clock=clock,
         )
-        assert await store.claim_once("k", 60) and store.up
+        assert await store.claim("k", 60) is Claim.FIRST and store.up
         server.stop()
         # Redis is gone: the claim is answered from this process, at once, and says so.
         started = asyncio.get_running_loop().time()
-        assert await store.claim_once("k2", 60)
-        assert not await store.claim_once("k2", 60)  # single-use still holds on this instance
+        assert await store.claim("k2", 60) is Claim.FIRST_HERE
+        assert await store.claim("k2", 60) is Claim.TAKEN  # single-use still holds here
         assert asyncio.get_running_loop().time() - started < 2.5
         assert store.degraded and changes == [False]
         server.start()
         clock.now += 1.0
-        assert await store.claim_once("k3", 60)  # not retried yet: still local
+        assert await store.claim("k3", 60) is Claim.FIRST_HERE  # not retried yet: still local
         assert store.degraded
         clock.now += 1.5
-        assert await store.claim_once("k4", 60)  # retried: Redis answers again
+        assert await store.claim("k4", 60) is Claim.FIRST  # retried: Redis answers again
         assert store.up and changes == [False, True]
+        # What was claimed here during the outage is spent fleet-wide now, in Redis itself.
+        other = RedisStore(server.url, prefix="fallback:")
+        assert await other.claim("k2", 60) is Claim.TAKEN
+        assert await other.claim("k3", 60) is Claim.TAKEN
+        await other.close()
         await store.close()
 
     with RedisServer() as server:
