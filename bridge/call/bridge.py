@@ -582,6 +582,8 @@ class CallBridge:
         except TimeoutError:
             pass
         if self._link is None or self._tenure is None or not self._ready.is_set():
+            if self._tenure is not None:  # Twilio's next request must find it released
+                await self._tenure.release(ReleaseReason.HANDED_OVER)
             await self._close(CloseCode.TRY_AGAIN, "server going away")
             return
         while not self._quiet() and (left := deadline - time.monotonic()) > 0:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..state import Claim, StateStore
 from .shared_call import (
@@ -147,23 +147,33 @@ class FleetCalls:
         return await self.store.get_blob(self._question(call_sid)) or b""
 
     async def release(self, record: SharedCall, reason: ReleaseReason) -> bool:
-        """The stream ends and the call goes on: the next action request moves it."""
+        """The stream ends and the call goes on: the next action request moves it. Only a
+        live call is released: one that ended stays ended."""
         fields = {
             "status": CallStatus.RELEASED.value,
             "released": reason.value,
             "since": f"{self._wall():.3f}",
         }
+        condition = {**self._owned(record), "status": CallStatus.LIVE.value}
         return await self.store.set_fields(
-            self._call(record.call_sid), fields, CALL_TTL_S, only_if=self._owned(record)
+            self._call(record.call_sid), fields, CALL_TTL_S, only_if=condition
         )
 
     async def end(self, call_sid: str, stream: int, reason: EndReason) -> None:
         """The call ended by design, as far as the stream ``stream`` can tell."""
         fields = {"status": CallStatus.ENDED.value, "ended": reason.value}
         fields["since"] = f"{self._wall():.3f}"
-        await self.store.set_fields(
-            self._call(call_sid), fields, ENDED_TTL_S, only_if={"stream": str(stream)}
-        )
+        key = self._call(call_sid)
+        if not await self.store.set_fields(
+            key, fields, ENDED_TTL_S, only_if={"stream": str(stream)}
+        ):
+            if await self.store.get_fields(key) is not None:
+                return  # a later stream has the call: its end is not this one's to say
+            # No record (the store restarted empty, or this process holds none while it
+            # is away): the end must still stand, or the next action request revives it.
+            ended = SharedCall(call_sid, "", "", stream=stream, status=CallStatus.ENDED)
+            record = replace(ended, ended=reason, since=self._wall())
+            await self.store.set_fields(key, record.fields(), ENDED_TTL_S)
         await self.store.delete(self._question(call_sid))
 
     # --- the fleet's members ----------------------------------------------------------------------
@@ -183,11 +193,13 @@ class FleetCalls:
     # --- Twilio's action request --------------------------------------------------------------
 
     async def after_stream(
-        self, call_sid: str, ended_stream: int, caller: str, called: str
-    ) -> NextStep:
+        self, call_sid: str, ended_stream: int, caller: str, called: str,
+        *, owner_stuck: bool = False,
+    ) -> NextStep:  # fmt: skip
         """What the call's ``<Connect action>`` request answers once its stream
         ``ended_stream`` ended. For RECONNECT the record has been moved to the next stream
-        already (one winner among concurrent requests)."""
+        already (one winner among concurrent requests). ``owner_stuck``: Twilio has asked
+        again and again while the owner never said how its stream ended."""
         deadline = time.monotonic() + ACTION_WAIT_S
         while True:
             record = await self.read(call_sid)
@@ -195,7 +207,7 @@ class FleetCalls:
                 # While the shared store is away, another instance handed out later streams
                 # of this call: what this process holds of it is behind. Start it afresh.
                 record = None
-            alive = record is not None and await self.is_alive(record.owner)
+            alive = record is not None and not owner_stuck and await self.is_alive(record.owner)
             action = after_stream(
                 record,
                 ended_stream=ended_stream,
@@ -216,6 +228,12 @@ class FleetCalls:
                     await self.end(call_sid, record.stream, EndReason.MOVES_EXHAUSTED)
                 return NextStep(action, record)
             if record is None:
+                # No record: the store lost it, or it expired and this is a replay of an
+                # old request. Each stream of a call is handed on once, ever.
+                if await self.store.claim(f"moved:{call_sid}:{ended_stream}", ANSWERED_TTL_S) is (
+                    Claim.TAKEN
+                ):
+                    return NextStep(AfterStream.STALE, None)
                 moved = SharedCall(
                     call_sid, caller, called, stream=ended_stream + 1, since=self._wall(),
                     moves=ended_stream,
@@ -228,6 +246,8 @@ class FleetCalls:
             if await self.store.set_fields(
                 self._call(call_sid), handover, CALL_TTL_S, only_if=condition
             ):
+                # Remembered past the record's life: a replay of this request then is stale.
+                await self.store.claim(f"moved:{call_sid}:{ended_stream}", ANSWERED_TTL_S)
                 return NextStep(AfterStream.RECONNECT, moved)
             # Another request moved it first, or its owner wrote meanwhile: look again.
 

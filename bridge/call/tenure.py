@@ -104,8 +104,11 @@ class Tenure:
             return True  # a store that is away is not a sign the call moved
 
     async def release(self, reason: ReleaseReason) -> None:
-        """The stream ends and the call goes on elsewhere: save it whole, then let go."""
+        """The stream ends and the call goes on elsewhere: save it whole, then let go.
+        A call that ended (``end_call``, say, then a deploy) stays ended."""
         await self._stop_writer()
+        if self.ended is not None:
+            return
         record, question = self._conversation(self.record)
         try:
             await self._fleet.save(record, question)

@@ -82,10 +82,12 @@ class Settings:
         """Where the number's voice webhook must point."""
         return f"{self.public_url}/api/inbound-call"
 
-    def stream_ended_url(self, stream: int) -> str:
+    def stream_ended_url(self, stream: int, waited: int = 0) -> str:
         """``<Connect action>``: Twilio asks here what next once the stream ``stream`` of a
-        call has ended (the number is signed with the URL)."""
-        return f"{self.public_url}/api/stream-ended?stream={stream}"
+        call has ended (the number is signed with the URL); ``waited``: how often it was
+        asked to ask again."""
+        url = f"{self.public_url}/api/stream-ended?stream={stream}"
+        return f"{url}&waited={waited}" if waited else url
 
     @property
     def status_callback_url(self) -> str:

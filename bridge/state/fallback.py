@@ -105,11 +105,11 @@ class FallbackStore:
     async def _copy_claims(self) -> None:
         """The shared store answers again: what was claimed here meanwhile is claimed there
         too (a key already there stays as it is: either way it is spent)."""
-        claims, self._claimed_here = self._claimed_here, {}
         now = self._clock()
-        for key, expires in claims.items():
+        for key, expires in list(self._claimed_here.items()):
             if expires > now:
-                await self._shared.claim(key, expires - now)
+                await self._shared.claim(key, expires - now)  # a failure keeps the rest
+            del self._claimed_here[key]
 
     async def set_fields(
         self,

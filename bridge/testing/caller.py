@@ -62,6 +62,9 @@ class WebhookRefused(Exception):
         self.status, self.body = status, body
 
 
+MAX_REDIRECTS = 20  # Twilio follows a call's redirects; a loop of them is our bug
+
+
 class SimulatedCaller:
     """Dial with ``async with SimulatedCaller(...).dial() as call:`` and script the caller."""
 
@@ -376,7 +379,7 @@ class SimulatedCaller:
 
     async def _follow_action(self, ended: StreamSpan) -> None:
         """The stream ended and the call did not: ask ``action`` what next, as Twilio does,
-        and run the TwiML it answers."""
+        and run the TwiML it answers (``<Redirect>`` asks the next URL, and so on)."""
         self._playback.clear()  # the ended stream's queued audio goes with it
         self._marks.clear()
         url = self.action_url
@@ -385,32 +388,43 @@ class SimulatedCaller:
             "CallStatus": "in-progress",
             "StreamSid": ended.stream_sid,
         }
-        signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        request = ActionRequest(at=time.monotonic(), url=url, status=0)
-        self.result.actions.append(request)
-        try:
-            request.status, body = await asyncio.to_thread(self._post, url, params, signature)
-        except OSError:  # no server answered: Twilio's own error message
-            request.status, body = 0, ""
-        if request.status != 200:
-            self.result.twilio_said.append("An application error has occurred.")
-            self._end_call("application error")
-            return
-        response = ET.fromstring(body)
-        for verb in response:
-            request.verbs.append(verb.tag)
-            if verb.tag == "Say":
-                self.result.twilio_said.append(verb.text or "")
-            elif verb.tag == "Hangup":
-                self._end_call("hangup")
+        for _ in range(MAX_REDIRECTS):
+            signature = RequestValidator(self.auth_token).compute_signature(url, params)
+            request = ActionRequest(at=time.monotonic(), url=url, status=0)
+            self.result.actions.append(request)
+            try:
+                request.status, body = await asyncio.to_thread(self._post, url, params, signature)
+            except OSError:  # no server answered: Twilio's own error message
+                request.status, body = 0, ""
+            if request.status != 200:
+                self.result.twilio_said.append("An application error has occurred.")
+                self._end_call("application error")
                 return
-            elif verb.tag == "Connect" and self._take_stream(response):
-                try:
-                    await self._connect_stream()
-                except (OSError, ConnectionClosed, TimeoutError):
-                    self._end_call("stream failed")  # Twilio: 31920, then the call ends
+            response = ET.fromstring(body)
+            redirect = ""
+            for verb in response:
+                request.verbs.append(verb.tag)
+                if verb.tag == "Say":
+                    self.result.twilio_said.append(verb.text or "")
+                elif verb.tag == "Pause":
+                    await asyncio.sleep(float(verb.attrib.get("length", "1")))
+                elif verb.tag == "Hangup":
+                    self._end_call("hangup")
+                    return
+                elif verb.tag == "Redirect":
+                    redirect = (verb.text or "").strip()
+                    break
+                elif verb.tag == "Connect" and self._take_stream(response):
+                    try:
+                        await self._connect_stream()
+                    except (OSError, ConnectionClosed, TimeoutError):
+                        self._end_call("stream failed")  # Twilio: 31920, then the call ends
+                    return
+            if not redirect:
+                self._end_call("end of TwiML")
                 return
-        self._end_call("end of TwiML")
+            url = redirect
+        self._end_call("too many redirects")
 
     def _end_call(self, how: str) -> None:
         self.result.ended_by_twilio = how

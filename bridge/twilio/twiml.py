@@ -178,3 +178,12 @@ def hangup_twiml() -> str:
     response = VoiceResponse()
     response.hangup()
     return str(response)
+
+
+def wait_twiml(again_url: str, seconds: int = 1) -> str:
+    """The call's server has not yet said how its stream ended: a moment of silence,
+    then Twilio asks ``again_url`` again (never an error, which would end the call)."""
+    response = VoiceResponse()
+    response.pause(length=seconds)
+    response.redirect(again_url, method="POST")
+    return str(response)

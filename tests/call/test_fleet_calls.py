@@ -215,3 +215,53 @@ def test_while_redis_is_away_a_record_behind_the_call_s_streams_starts_afresh() 
         await fleet.store.close()
 
     run(scenario())
+
+
+def test_a_call_that_ended_is_not_released_by_a_later_hand_over(
+    redis_server: RedisServer,
+) -> None:
+    """``end_call``, then a deploy before the hang-up: the call stays ended."""
+
+    async def scenario() -> None:
+        p = pair(redis_server)
+        await p.a.answer("CA1", "+1", "+2")
+        tenure = await Tenure.begin(p.a, "CA1", 1, "+1", "+2", lambda r: (r, None))
+        assert tenure is not None
+        await tenure.end(EndReason.END_CALL)
+        await tenure.release(ReleaseReason.HANDED_OVER)
+        assert (await p.b.after_stream("CA1", 1, "+1", "+2")).action is AfterStream.HANG_UP
+        await p.close()
+
+    run(scenario())
+
+
+def test_an_end_stands_even_where_the_store_has_no_record(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        p = pair(redis_server)
+        await p.a.end("CA1", 1, EndReason.GEMINI_FAILED)  # Redis had restarted empty
+        assert (await p.b.after_stream("CA1", 1, "+1", "+2")).action is AfterStream.APOLOGY
+        await p.close()
+
+    run(scenario())
+
+
+def test_an_action_request_replayed_after_the_record_expired_is_stale(
+    redis_server: RedisServer,
+) -> None:
+    """A captured, signed action request must never buy a fresh stream token later."""
+
+    async def scenario() -> None:
+        p = pair(redis_server)
+        await p.a.answer("CA1", "+1", "+2")
+        record = await p.a.take("CA1", 1)
+        assert record is not None
+        await p.a.release(record, ReleaseReason.STREAM_LOST)
+        assert (await p.b.after_stream("CA1", 1, "+1", "+2")).action is AfterStream.RECONNECT
+        await p.a.store.delete("call:CA1")  # the record's time ran out
+        assert (await p.b.after_stream("CA1", 1, "+1", "+2")).action is AfterStream.STALE
+        # A call the store lost is still started afresh, once per stream.
+        assert (await p.b.after_stream("CA1", 2, "+1", "+2")).action is AfterStream.RECONNECT
+        assert (await p.a.after_stream("CA1", 2, "+1", "+2")).action is AfterStream.STALE
+        await p.close()
+
+    run(scenario())

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
+from twilio.request_validator import RequestValidator
 
 from bridge.audio import ulaw_to_pcm16
 from bridge.testing.caller import WebhookRefused, load_speech
@@ -397,5 +398,30 @@ def test_logs_are_json_lines_tagged_with_the_call_one_per_event() -> None:
             assert 500 < turn_ms < 1500
             assert any(e.get("event") == "call_started" for e in mine)
             assert all({"ts", "level", "logger", "message"} <= set(e) for e in lines)
+
+    run(scenario())
+
+
+def test_an_action_request_before_the_stream_s_server_has_said_is_asked_to_wait() -> None:
+    """Twilio asks ``action`` while the call's server still holds the stream (it has not
+    noticed the stream end yet): Twilio is told to pause and ask again, never an error
+    (which would end the call); after a few rounds the server is taken to be stuck."""
+
+    async def scenario() -> None:
+        async with loopback_deployment() as d:
+            caller = d.caller(follow_actions=False)
+            async with caller.dial():
+                await until(lambda: d.services.registry.active_count == 1)
+                params = {**caller.webhook_params(), "CallStatus": "in-progress"}
+
+                def ask(url: str) -> tuple[int, str]:
+                    signature = RequestValidator(caller.auth_token).compute_signature(url, params)
+                    return caller._post(url, params, signature)
+
+                status, body = await asyncio.to_thread(ask, caller.action_url)
+                assert status == 200 and "<Pause" in body
+                assert f'<Redirect method="POST">{caller.action_url}&amp;waited=1<' in body
+                status, body = await asyncio.to_thread(ask, caller.action_url + "&waited=5")
+                assert status == 200 and "<Connect" in body and "stream=2" in body
 
     run(scenario())
