@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -94,6 +94,11 @@ class Settings:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
         return f"{self.public_url}/api/call-status"
 
+    def _state_url_passwords(self) -> list[str]:
+        """STATE_URL's password as written (percent-encoded) and as Redis is sent it."""
+        password = urlsplit(self.state_url).password if self.state_url else None
+        return [password, unquote(password)] if password else []
+
     def secrets(self) -> list[str]:
         """Values that must never reach a log line, an error or a metric."""
         values = [
@@ -103,7 +108,7 @@ class Settings:
             self.operator_token,
             self.ngrok_authtoken,
             self.state_url,
-            urlsplit(self.state_url).password if self.state_url else None,
+            *self._state_url_passwords(),
         ]
         return [v for v in values if v]
 
