@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import secrets
 import time
 import urllib.parse
 import urllib.request
@@ -143,9 +144,10 @@ async def run_callers(
     frames = int(seconds / FRAME_S)
     callers: list[BenchCaller] = []
     receivers: list[asyncio.Task[None]] = []
+    run = secrets.randbits(64)  # a CallSid is answered once, fleet-wide: never reuse one
     try:
         for call_id in range(calls):
-            call_sid = f"CA{call_id:032x}"
+            call_sid = f"CA{run:016x}{call_id:016x}"
             params = {"callSid": call_sid}
             server = call_id % len(stream_urls)
             if public_url := public_urls[server]:

@@ -8,7 +8,8 @@ The layers, each a package, from the top; a package imports only those below it
     runtime          what the app shares, built once from the settings; the server
     call             one phone call: its I/O loop and the state machines it drives
     gemini  twilio   the two protocols (sans-I/O), their sessions and clients;
-    tools   audio    the assistant's tools; the audio conversion (sans-I/O)
+    tools   audio    the assistant's tools; the audio conversion (sans-I/O);
+    state            what a fleet of servers shares (this process, or Redis)
     config           settings; observability: logs and metrics; threads: bounded pools
 
 ``testing`` (the Gemini emulator, the simulated Twilio caller and the harness that runs

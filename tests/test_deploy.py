@@ -83,6 +83,46 @@ def test_deployment_probes_ports_env_and_grace_match_the_app() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
+def redis_manifests() -> dict[str, dict]:
+    path = DEPLOY / "k8s" / "redis" / "redis.yaml"
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(path.read_text())}
+
+
+def test_a_rolling_update_hands_calls_to_a_pod_that_is_already_serving() -> None:
+    deployment = manifests()["Deployment"]["spec"]
+    assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (container,) = deployment["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["INSTANCE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The grace period covers a hand-over (at most HAND_OVER_WAIT_S) with room to spare.
+    from bridge.runtime.services import HAND_OVER_WAIT_S
+
+    assert deployment["template"]["spec"]["terminationGracePeriodSeconds"] > HAND_OVER_WAIT_S + 30
+    secret = manifests()["Secret"]["stringData"]
+    service = redis_manifests()["Service"]
+    assert urlsplit(secret["STATE_URL"]).hostname == service["metadata"]["name"]
+    assert urlsplit(secret["STATE_URL"]).port == service["spec"]["ports"][0]["port"]
+
+
+def test_the_in_cluster_redis_is_private_and_forgets_nothing_it_must_keep() -> None:
+    docs = redis_manifests()
+    assert set(docs) == {"Secret", "Deployment", "Service", "NetworkPolicy"}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    assert options["--maxmemory-policy"] == "noeviction"  # never drop a spent token
+    assert options["--requirepass"] == "$(REDIS_PASSWORD)"
+    assert options["--save"] == "" and options["--appendonly"] == "no"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    policy = docs["NetworkPolicy"]["spec"]
+    (inbound,) = policy["ingress"]
+    bridge = manifests()["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert inbound["from"][0]["podSelector"]["matchLabels"].items() <= bridge.items()
+    assert inbound["ports"] == [{"port": 6379, "protocol": "TCP"}]
+
+
 def test_the_pod_runs_with_the_least_it_needs() -> None:
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -110,7 +150,10 @@ def test_the_network_policy_lets_in_the_ingress_and_out_dns_and_https_only() -> 
     assert all("podSelector" in peer and "ipBlock" not in peer for peer in inbound["from"])
     assert inbound["ports"] == [{"port": "http", "protocol": "TCP"}]
     ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
-    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6379, "TCP")}
+    (to_redis,) = [r for r in policy["egress"] if r["ports"] == [{"port": 6379, "protocol": "TCP"}]]
+    redis_labels = redis_manifests()["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert to_redis["to"][0]["podSelector"]["matchLabels"].items() <= redis_labels.items()
     (https,) = [r for r in policy["egress"] if r["ports"] == [{"port": 443, "protocol": "TCP"}]]
     blocks = {peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in https["to"]}
     # Public addresses only: not the cluster, nor the cloud's metadata server.
@@ -125,11 +168,13 @@ def test_service_ingress_and_autoscaler_point_at_real_things() -> None:
     ingress_paths = [
         p["path"] for rule in docs["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]
     ]
-    assert set(ingress_paths) == {"/api/inbound-call", "/voice-stream", "/api/call-status"} <= paths
+    assert set(ingress_paths) == {
+        "/api/inbound-call", "/voice-stream", "/api/call-status", "/api/stream-ended",
+    } <= paths  # fmt: skip
     # Twilio is told to call back at these: every one must reach the pod.
     env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "twilio-auth-token-123"}
     settings = load_settings({**env, "GEMINI_API_KEY": "gemini-key-for-tests"}, env_file=None)
-    for url in (settings.status_callback_url, settings.stream_url):
+    for url in (settings.status_callback_url, settings.stream_url, settings.stream_ended_url(1)):
         assert urlsplit(url).path in ingress_paths
     annotations = docs["Ingress"]["metadata"]["annotations"]
     assert (

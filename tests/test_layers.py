@@ -13,13 +13,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bridge"
 
 FOUNDATION = {"config", "observability", "threads"}
-PROTOCOLS = {"gemini", "twilio", "tools", "audio"}
+PROTOCOLS = {"gemini", "twilio", "tools", "audio", "state"}
 # What each layer may import of the bridge, besides itself.
 MAY_IMPORT: dict[str, set[str]] = {
     "config": set(),
     "threads": set(),
     "observability": {"config"},
     "audio": set(),
+    "state": set(),
     "gemini": {"config", "observability"},
     "twilio": {"config", "observability", "threads"},
     "tools": {"gemini", "config", "observability", "threads"},

@@ -145,6 +145,6 @@ def test_the_built_wheel_runs_demo_and_serve_outside_the_repo(tmp_path: Path) ->
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
-    # The packaged defaults answer the call: the stream, then the apology.
-    assert "<Connect><Stream" in twiml and "Sorry, our assistant is not available" in twiml
+    # The packaged defaults answer the call: the stream, and where Twilio asks what next.
+    assert "<Stream" in twiml and f'action="http://127.0.0.1:{port}/api/stream-ended' in twiml
     assert "TwiML: the package's voice.toml" in output

@@ -20,6 +20,12 @@ Whichever pump ends first ends the call; the other is cancelled and awaited.
 Tool calls and the actions that end a call once its last words have played
 run as tasks the call owns and cancels.
 
+A call outlives its stream. The stream owns the call's shared record while it runs
+(``Tenure``) and, when it ends, says how: ended (the caller hung up, ``end_call``,
+Gemini failed: Twilio's ``<Connect action>`` request then hangs up or apologises) or
+released (its server is going away, Twilio's socket dropped: the request hands out a
+new stream, on any server, which picks the conversation up where this one left it).
+
 Why one module of ~500 lines: it is the one place where a call's events meet (setup,
 the two pumps, tools, ending) and the order they happen in matters; split further, a
 reader would follow one frame across files. What can stand alone already does.
@@ -28,8 +34,10 @@ reader would follow one frame across files. What can stand alone already does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from dataclasses import replace
 from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -37,7 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ..audio import TWILIO_FRAME_BYTES, CallerAudioStream
 from ..gemini.client import client_content_message, text_input_message
 from ..gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkState, SwapReason
-from ..gemini.session import GeminiSetupError
+from ..gemini.session import GeminiSetupError, SetupFailure
 from ..gemini.wire import FunctionResponse, ServerContent
 from ..observability.logs import tag_call
 from ..tools import ToolRunner
@@ -54,6 +62,7 @@ from ..twilio.media_streams import (
     media_message,
     parse_twilio_event,
 )
+from ..twilio.security import StreamGrant
 from ..twilio.stream_state import StreamViolation, TwilioStream
 from .audio_pace import AudioPace
 from .ending import CallEnding
@@ -63,7 +72,9 @@ from .plan import CallPlan
 from .rate_limit import TokenBucket
 from .registry import CallRecord, NoRoom
 from .resources import CallResources
+from .shared_call import EndReason, ReleaseReason, SharedCall
 from .stream_auth import VIOLATION_CLOSE
+from .tenure import Tenure
 from .transcript import Speaker, Transcript
 from .turn_state import TurnState
 from .wire_watch import WireWatch
@@ -72,8 +83,15 @@ log = logging.getLogger(__name__)
 
 
 class CallEnd(Enum):
-    CALLER_HUNG_UP = "caller hung up"
+    CALLER_HUNG_UP = "caller hung up"  # Twilio's stop
+    STREAM_LOST = "the stream closed without a stop"  # the call may go on elsewhere
     GEMINI_LOST = "Gemini could not be kept connected"
+    MOVED_ON = "a later stream owns the call"
+
+
+# A call hands over to another server at a quiet moment: nobody speaking, nothing
+# playing, no question waiting for its answer, no tool running.
+QUIET_RECHECK_S = 0.25
 
 
 class CallBridge:
@@ -82,7 +100,7 @@ class CallBridge:
         self._resources = resources
         self._metrics = resources.metrics
         self._caller_audio = CallerAudioStream()
-        self._questions = TurnState()
+        self._questions = TurnState(on_caller_finished=self._touch)
         self._model = ModelTurns(self._questions)
         self._stream = TwilioStream()
         guards = resources.guards
@@ -100,13 +118,16 @@ class CallBridge:
         self._record: CallRecord | None = None
         self._link: GeminiLink | None = None
         self._unknown_events_counted = 0
+        self._tenure: Tenure | None = None
+        self._handing_over = False
+        self._activity = asyncio.Event()  # something that may make the call quiet happened
 
     # --- the call's life ------------------------------------------------------------------
 
     async def run(self) -> None:
         registry = self._resources.registry
         try:
-            start = await self._authenticated_start()
+            start, grant = await self._authenticated_start()
         except StreamRejected as exc:
             registry.rejected(exc.rejection)
             log.warning("stream rejected: %s", exc.reason)
@@ -118,23 +139,38 @@ class CallBridge:
 
         params = start.custom_parameters
         self._stream_sid, self._call_sid = start.stream_sid, start.call_sid
-        called = params.get("to", "")
+        caller, called = params.get("from", ""), params.get("to", "")
         tag_call(start.call_sid, start.stream_sid)  # every later line of this call carries it
         self._pace.restart()
+        fleet = self._resources.fleet
+        tenure = await Tenure.begin(
+            fleet, start.call_sid, grant.stream, caller, called, self._conversation
+        )
+        if tenure is None:
+            registry.rejected(Rejection.SUPERSEDED)
+            log.warning("stream refused: the call has moved on to a later stream")
+            await self._close(CloseCode.POLICY, "stream superseded")
+            return
+        self._tenure = tenure
         try:
-            with registry.admit(
-                self, start.call_sid, start.stream_sid, params.get("from", ""), called
-            ) as record:
+            with registry.admit(self, start.call_sid, start.stream_sid, caller, called) as record:
                 self._record = record
+                record.stream = grant.stream
                 self._model.started_at = record.started_mono  # first audio counts from here
                 plan = self._resources.planner.for_number(called)
-                record.outcome = await self._bridge(record, plan)
+                record.outcome = await self._bridge(record, plan, tenure)
         except NoRoom:
             registry.rejected(Rejection.OVER_CAPACITY)
             log.warning("stream refused: no room on this instance")
+            if fleet.shared:  # another server takes it
+                await tenure.release(ReleaseReason.NO_ROOM)
+            else:
+                await tenure.end(EndReason.NO_ROOM)
             await self._close(CloseCode.TRY_AGAIN, "over capacity")
+        finally:
+            await tenure.close()
 
-    async def _authenticated_start(self) -> Start:
+    async def _authenticated_start(self) -> tuple[Start, StreamGrant]:
         try:
             return await self._resources.authenticator.start(
                 self._ws, self._receive_frame, self._stream
@@ -142,7 +178,7 @@ class CallBridge:
         finally:
             self._count_unknown_events()
 
-    async def _bridge(self, record: CallRecord, plan: CallPlan) -> CallOutcome:
+    async def _bridge(self, record: CallRecord, plan: CallPlan, tenure: Tenure) -> CallOutcome:
         """Open Gemini, run both pumps until one ends; returns the call's outcome."""
         resources = self._resources
         ending = self._ending = CallEnding(
@@ -151,6 +187,7 @@ class CallBridge:
             rest=resources.rest,
             say=self._say,
             close=self._close_normally,
+            ended=tenure.end,
         )
         self._tools = ToolRunner(plan.tools(ending), self._answer_tool, resources.tool_timeout_s)
         link = self._link = GeminiLink(
@@ -164,43 +201,36 @@ class CallBridge:
                 on_reconnected=self._on_reconnected, on_nudge=self._metrics.nudges.inc
             ),
         )
-        self._greeting_expected = bool(plan.persona.greeting)
         record.state_probe = lambda: link.state
         record.transcript_probe = self.transcript.tail
         try:
-            warm = await resources.prewarm.claim(self._call_sid) if resources.prewarm else None
-            if warm is not None:
-                await link.adopt(warm)  # its greeting was asked for at the webhook
-            else:
-                await link.open()
-                if plan.persona.greeting:
-                    await link.send(client_content_message(plan.persona.greeting))
-        except GeminiSetupError as exc:
+            how = await self._open_gemini(link, plan, tenure)
+        except (GeminiSetupError, GeminiLinkLost) as exc:
+            kind = exc.kind if isinstance(exc, GeminiSetupError) else SetupFailure.CLOSED
             resources.on_gemini_setup(False, exc.reason)
-            self._metrics.gemini_setup_failures.labels(exc.kind).inc()
+            self._metrics.gemini_setup_failures.labels(kind).inc()
             log.error("Gemini session did not open: %s", exc.reason)
             record.failure = f"Gemini did not open: {exc.reason}"
             await link.close()
             record.state_probe = lambda: LinkState.FAILED
-            # Closing the stream lets Twilio speak the apology that follows <Connect>.
+            # Twilio's action request then gets the apology.
+            await tenure.end(EndReason.GEMINI_FAILED)
             await self._close(CloseCode.INTERNAL, "assistant unavailable")
             return CallOutcome.GEMINI_UNAVAILABLE
         resources.on_gemini_setup(True, "")
         assert link.setup_seconds is not None
         record.gemini_setup_ms = link.setup_seconds * 1000
         self._metrics.gemini_setup_seconds.observe(link.setup_seconds)
-        log.info(
-            "Gemini session %s in %.0f ms",
-            "pre-warmed" if warm is not None else "opened",
-            link.setup_seconds * 1000,
-        )
+        log.info("Gemini session %s in %.0f ms", how, link.setup_seconds * 1000)
 
         self._ready.set()
         self._watch.last_frame = time.perf_counter()
+        tenure.start()
         pumps = [
             asyncio.create_task(self._caller_to_gemini(), name="caller_to_gemini"),
             asyncio.create_task(self._gemini_to_caller(), name="gemini_to_caller"),
             asyncio.create_task(self._watch.run(), name="wire_watch"),
+            asyncio.create_task(self._moved_on(tenure), name="moved_on"),
         ]
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -214,44 +244,111 @@ class CallBridge:
             await ending.close()
             await link.close()
             record.state_probe = lambda: final_state
-        return await self._outcome(record, next(iter(done)), results)
+        return await self._outcome(record, tenure, next(iter(done)), results)
+
+    async def _open_gemini(self, link: GeminiLink, plan: CallPlan, tenure: Tenure) -> str:
+        """The call's first Gemini connection on this stream; says how it was opened."""
+        resources = self._resources
+        if tenure.picks_up:  # the conversation began on an earlier stream
+            shared = tenure.record
+            self.transcript.restore(shared.turns)
+            self._questions.restore_unanswered(await tenure.unanswered())
+            resumed = await link.open_moved(
+                shared.handle, answer_cut=shared.answer_started, heard=shared.heard
+            )
+            how = "resumed" if resumed else "fresh"
+            self._metrics.moves.labels(how).inc()
+            return f"picked up from stream {shared.stream - 1} ({how})"
+        self._greeting_expected = bool(plan.persona.greeting)
+        warm = await resources.prewarm.claim(self._call_sid) if resources.prewarm else None
+        if warm is not None:
+            await link.adopt(warm)  # its greeting was asked for at the webhook
+            return "pre-warmed"
+        await link.open()
+        if plan.persona.greeting:
+            await link.send(client_content_message(plan.persona.greeting))
+        return "opened"
 
     async def _outcome(
         self,
         record: CallRecord,
+        tenure: Tenure,
         first: asyncio.Task[CallEnd],
         results: list[CallEnd | BaseException],
     ) -> CallOutcome:
-        """How the call ended, from the pump that ended it; the stream is closed to match."""
+        """How the call ended, from the pump that ended it. The shared record says so before
+        the stream closes: Twilio's action request, which the close brings, reads it."""
         assert self._ending is not None
         if self._ending.by_bridge:
             return CallOutcome.DRAINED  # whichever pump noticed the hang-up first
+        if self._handing_over or tenure.lost.is_set():
+            return CallOutcome.MOVED
         error = first.exception() if not first.cancelled() else None
         if isinstance(error, StreamRejected):
             self._metrics.stream_rejections.labels(error.rejection.value).inc()
             log.warning("stream closed: %s", error.reason)
             record.failure = error.reason
+            await tenure.end(EndReason.FAILED)
             await self._close(error.code, error.reason)
             return CallOutcome.FAILED
         if isinstance(error, GeminiLinkLost):
             log.error("Gemini lost mid-call: %s", error.reason)
             record.failure = f"Gemini lost: {error.reason}"
+            await tenure.end(EndReason.GEMINI_FAILED)
             await self._close(CloseCode.INTERNAL, "assistant disconnected")
             return CallOutcome.FAILED
         if error is not None:
             log.error("call failed: %s", _describe(error), exc_info=error)
             record.failure = "bridge error"
+            await tenure.end(EndReason.FAILED)
             await self._close(CloseCode.INTERNAL, "bridge error")
             return CallOutcome.FAILED
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                 log.warning("pump ended with %s while stopping", _describe(result))
-        if first.result() is CallEnd.CALLER_HUNG_UP:
+        ended = first.result()
+        if ended is CallEnd.CALLER_HUNG_UP:
+            await tenure.end(EndReason.CALLER_HUNG_UP)
             await self._close(CloseCode.NORMAL, "call ended")
             return CallOutcome.COMPLETED
+        if ended is CallEnd.STREAM_LOST:
+            if tenure.ended is not None:  # closed by the bridge: end_call without REST
+                return CallOutcome.COMPLETED
+            log.warning("Twilio's stream closed without a stop: the call may go on elsewhere")
+            await tenure.release(ReleaseReason.STREAM_LOST)
+            return CallOutcome.MOVED
         record.failure = "Gemini closed the session"
+        await tenure.end(EndReason.GEMINI_FAILED)
         await self._close(CloseCode.INTERNAL, "assistant disconnected")
         return CallOutcome.FAILED
+
+    async def _moved_on(self, tenure: Tenure) -> CallEnd:
+        await tenure.lost.wait()
+        await self._close(CloseCode.NORMAL, "the call moved to another stream")
+        return CallEnd.MOVED_ON
+
+    def _conversation(self, shared: SharedCall) -> tuple[SharedCall, bytes | None]:
+        """What a stream picking the call up would need, as of now."""
+        questions = self._questions
+        question = questions.unanswered_ulaw() or None
+        answering = questions.answer_started
+        handle = self._link.resumption_handle if self._link is not None else ""
+        return (
+            replace(
+                shared,
+                handle=handle or shared.handle,
+                turns=tuple(self.transcript.turns),
+                answer_started=answering,
+                heard=self.transcript.open_answer() if answering else "",
+                question=question is not None,
+            ),
+            question,
+        )
+
+    def _touch(self) -> None:
+        self._activity.set()
+        if self._tenure is not None:
+            self._tenure.touch()
 
     def _on_reconnected(self, reason: SwapReason, gap_s: float, resumed: bool) -> None:
         """A new Gemini connection: whatever turn the old one was speaking is over (the link
@@ -275,7 +372,7 @@ class CallBridge:
             try:
                 frame = await self._receive_frame()
             except WebSocketDisconnect:
-                return CallEnd.CALLER_HUNG_UP
+                return CallEnd.STREAM_LOST
             received = time.perf_counter()
             watch.last_frame = received
             try:
@@ -372,6 +469,8 @@ class CallBridge:
                 log.info("Gemini calls %s", [c.name for c in message.tool_calls])
                 self._questions.on_model_tool_call()
                 self._tools.start(message.tool_calls)
+            if message.resumption_update is not None:
+                self._touch()  # a new handle to resume from
             if message.unknown_fields:
                 log.debug("Gemini sent unknown fields %s", message.unknown_fields)
         return CallEnd.GEMINI_LOST
@@ -405,6 +504,7 @@ class CallBridge:
             model.turn_complete()
             self.transcript.end_turn()
             self._changed()
+            self._touch()
 
     async def _send_audio(self, audio: bytes, *, end_of_turn: bool = False) -> None:
         """Whole 20 ms frames of μ-law, in one media message (Twilio takes any size)."""
@@ -443,10 +543,12 @@ class CallBridge:
         self._record.interruptions += 1
         self._metrics.interruptions.inc()
         self._changed()
+        self._touch()
         log.info("caller interrupted: cleared playback")
 
     def _changed(self) -> None:
         """What the caller heard may have changed: an ending waiting on it looks again."""
+        self._activity.set()
         if self._ending is not None:
             self._ending.changed.set()
 
@@ -463,9 +565,49 @@ class CallBridge:
         if self._ending is None or not self._ready.is_set():
             if self._ending is not None:
                 self._ending.by_bridge = True
+            if self._tenure is not None:
+                await self._tenure.end(EndReason.DRAINED)
             await self._close(CloseCode.NORMAL, "goodbye")
             return
         await self._ending.goodbye(self._resources.goodbye_instruction, timeout_s)
+
+    async def hand_over(self, timeout_s: float) -> None:
+        """The server is going away and another can take the call: at its next quiet
+        moment (within ``timeout_s``) close Gemini, save the conversation, release the
+        call and close the stream. Twilio then asks what next, and gets a new stream."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            pass
+        if self._link is None or self._tenure is None or not self._ready.is_set():
+            if self._tenure is not None:  # Twilio's next request must find it released
+                await self._tenure.release(ReleaseReason.HANDED_OVER)
+            await self._close(CloseCode.TRY_AGAIN, "server going away")
+            return
+        while not self._quiet() and (left := deadline - time.monotonic()) > 0:
+            # What makes a call quiet comes as events (a turn's end, a mark's echo, the
+            # caller falling silent); a tool's answer and the clock are looked at anyway.
+            self._activity.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, QUIET_RECHECK_S)):
+                    await self._activity.wait()
+        self._handing_over = True
+        log.info("handing the call over to another server")
+        await self._link.close()  # before its handle is resumed elsewhere
+        await self._tenure.release(ReleaseReason.HANDED_OVER)
+        await self._close(CloseCode.NORMAL, "moving to another server")
+
+    def _quiet(self) -> bool:
+        questions = self._questions
+        return not (
+            questions.caller_speaking
+            or questions.model_generating
+            or questions.has_unanswered
+            or self._model.playback.is_playing
+            or self._tools.running
+        )
 
     async def _say(self, instruction: str) -> None:
         assert self._link is not None

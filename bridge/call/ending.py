@@ -26,10 +26,15 @@ from enum import StrEnum
 
 from ..twilio.rest import TwilioCallError, TwilioCalls
 from .model_turns import ModelTurns
+from .shared_call import EndReason
 
 log = logging.getLogger(__name__)
 
 AFTER_SPEECH_MAX_S = 20.0  # end_call / transfer act at the latest this long after the tool call
+
+
+async def _nothing(reason: EndReason) -> None:
+    pass
 
 
 class EndAction(StrEnum):
@@ -46,12 +51,14 @@ class CallEnding:
         rest: TwilioCalls | None,
         say: Callable[[str], Awaitable[None]],
         close: Callable[[str], Awaitable[None]],
+        ended: Callable[[EndReason], Awaitable[None]] = _nothing,
     ) -> None:
         self._turns = turns
         self._call_sid = call_sid
         self._rest = rest
         self._say = say  # an instruction to the model, as a clientContent turn
         self._close = close  # close the stream normally, with this reason
+        self._ended = ended  # the call's shared record: ended by design, and how
         self.changed = asyncio.Event()  # set by the call when what was heard may have changed
         self.by_bridge = False  # the bridge ended the call (a drain), not the caller
         self._after_speech: asyncio.Task[None] | None = None
@@ -73,6 +80,8 @@ class CallEnding:
 
     async def _after_speaking(self, action: EndAction, number: str | None, asked: float) -> None:
         await self.until_spoken(asked, AFTER_SPEECH_MAX_S)
+        transferred = action is EndAction.TRANSFER
+        await self._ended(EndReason.TRANSFERRED if transferred else EndReason.END_CALL)
         if not await self._change_call(action, number) and action is EndAction.HANG_UP:
             await self._close("assistant ended the call")
 
@@ -85,6 +94,7 @@ class CallEnding:
         await self._say(instruction)
         await self.until_spoken(asked, timeout_s)
         self.by_bridge = True
+        await self._ended(EndReason.DRAINED)
         if not await self._change_call(EndAction.HANG_UP, None):
             await self._close("goodbye")
 

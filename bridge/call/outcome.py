@@ -15,6 +15,7 @@ class CallOutcome(StrEnum):
 
     COMPLETED = "completed"  # the caller hung up, or the assistant ended the call
     DRAINED = "drained"  # the server ended it (shutdown) with a spoken goodbye
+    MOVED = "moved"  # the call went on on another stream (a deploy, a lost stream)
     FAILED = "failed"  # Gemini was lost mid-call, the stream broke, or the bridge failed
     GEMINI_UNAVAILABLE = "gemini_unavailable"  # no Gemini session at the start: the apology
     REJECTED = "rejected"  # never became a call (no token, no room, bad frames before start)
@@ -22,7 +23,7 @@ class CallOutcome(StrEnum):
     @property
     def counts_as_completed(self) -> bool:
         """For the totals operators watch: the call ended as a call should."""
-        return self in (CallOutcome.COMPLETED, CallOutcome.DRAINED)
+        return self in (CallOutcome.COMPLETED, CallOutcome.DRAINED, CallOutcome.MOVED)
 
 
 class Rejection(StrEnum):
@@ -35,6 +36,8 @@ class Rejection(StrEnum):
     AUDIO_TOO_FAST = "audio_too_fast"  # audio well ahead of the wall clock
     IDLE = "idle"  # no frame for too long, or a send that never finished
     OVER_CAPACITY = "over_capacity"  # no room on this instance
+    UNCHECKABLE = "uncheckable"  # a token minted elsewhere while the shared store is away
+    SUPERSEDED = "superseded"  # the call has moved on to a later stream
 
 
 class CloseCode(IntEnum):

@@ -69,6 +69,7 @@ class CallRecord:
     caller: str  # masked
     called: str = ""  # the number called (ours: a persona's, not the caller's)
     outcome: CallOutcome = CallOutcome.FAILED  # until the call says otherwise
+    stream: int = 1  # which of the call's streams this is (more than 1: it moved here)
     failure: str = ""  # why the call failed, when it did (safe to show)
     started_at: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
@@ -94,6 +95,7 @@ class CallRecord:
             "stream_sid": self.stream_sid,
             "caller": self.caller,
             "called": self.called,
+            "stream": self.stream,
             "started_at": _utc(self.started_at),
             "duration_s": self.duration_s,
             "frames_in": self.frames_in,
@@ -127,6 +129,8 @@ class CallRecord:
 
 class EndableCall(Protocol):
     async def end_with_goodbye(self, timeout_s: float) -> None: ...
+
+    async def hand_over(self, timeout_s: float) -> None: ...
 
 
 class NoRoom(Exception):
@@ -186,6 +190,10 @@ class CallRegistry:
             return False
         self._reserved[call_sid] = self._clock() + RESERVATION_S
         return True
+
+    def unreserve(self, call_sid: str) -> None:
+        """A reservation that will not be used (the webhook was a replay)."""
+        self._reserved.pop(call_sid, None)
 
     def rejected(self, rejection: Rejection) -> None:
         """A stream that never became a call."""
@@ -294,10 +302,30 @@ class CallRegistry:
 
     # --- draining -------------------------------------------------------------------------------
 
-    async def drain(self, timeout_s: float, goodbye_timeout_s: float = GOODBYE_TIMEOUT_S) -> None:
-        """Stop taking calls, wait for the running ones, then end the rest with a goodbye."""
+    async def drain(
+        self,
+        timeout_s: float,
+        goodbye_timeout_s: float = GOODBYE_TIMEOUT_S,
+        *,
+        hand_over: bool = False,
+    ) -> None:
+        """Stop taking calls. ``hand_over`` (a fleet shares the calls' state): each call
+        moves to another server at its next quiet moment. Otherwise the running calls may
+        finish within ``timeout_s``; the rest end with a goodbye."""
         self.draining = True
-        log.info("draining: %d calls running, waiting up to %.0f s", len(self._calls), timeout_s)
+        log.info(
+            "draining: %d calls running, %s",
+            len(self._calls),
+            "handing them over" if hand_over else f"waiting up to {timeout_s:.0f} s",
+        )
+        if hand_over:
+            await asyncio.gather(
+                *(call.hand_over(timeout_s) for call in list(self._calls)),
+                return_exceptions=True,
+            )
+            await self._until_gone(10)
+            log.info("drained")
+            return
         deadline = self._clock() + timeout_s
         reserved_until = min(deadline, self._clock() + RESERVED_STREAM_WAIT_S)
 
@@ -317,9 +345,12 @@ class CallRegistry:
                 *(call.end_with_goodbye(goodbye_timeout_s) for call in remaining),
                 return_exceptions=True,
             )
-            try:
-                async with asyncio.timeout(10):
-                    await self._all_gone.wait()
-            except TimeoutError:
-                log.error("%d calls still open after their goodbye", len(self._calls))
+            await self._until_gone(10)
         log.info("drained")
+
+    async def _until_gone(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._all_gone.wait()
+        except TimeoutError:
+            log.error("%d calls still open after they were asked to end", len(self._calls))

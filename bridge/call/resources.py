@@ -10,6 +10,7 @@ from ..gemini.link import SessionOpener
 from ..gemini.link_policy import LinkPolicy
 from ..observability.metrics import BridgeMetrics
 from ..twilio.rest import TwilioCalls
+from .fleet import FleetCalls
 from .plan import CallPlanner
 from .prewarm import Prewarm
 from .registry import CallRegistry
@@ -37,6 +38,7 @@ class CallResources:
     planner: CallPlanner  # a number's persona, tools and Gemini setup
     registry: CallRegistry  # admission, the stats, the gauges
     authenticator: StreamAuthenticator  # who may start a call
+    fleet: FleetCalls  # the calls' shared records: where a call goes on after its stream
     open_session: SessionOpener  # a Gemini connection
     metrics: BridgeMetrics
     rest: TwilioCalls | None  # changes to live calls (hang up, transfer); TWILIO_ACCOUNT_SID

@@ -5,18 +5,27 @@ hands the stream a token bound to the call, single-use, in a ``<Parameter>``; th
 ``start`` event must carry it. A signature on the upgrade, when there is one, must be
 valid too. Until then a stream is anyone's: it gets one of few places, little time, and
 the Twilio stream's rules for what may come before ``start`` (docs/security.md).
+
+A token is spent in the fleet's shared store, so it opens one stream on whichever
+server. While that store cannot be reached, only the server that minted a token can
+tell whether it was used (it alone takes its tokens then), so a token minted
+elsewhere is refused rather than accepted unchecked; the call gets another stream
+through its ``<Connect action>`` (docs/scaling.md, "When Redis is away").
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket
 
+from ..state import Claim
 from ..twilio.media_streams import Start, is_valid_sid
-from ..twilio.security import SignatureCheck, StreamTokens
+from ..twilio.security import SignatureCheck, StreamGrant, StreamTokens
 from ..twilio.stream_state import StreamViolation, TwilioStream, Violation
+from .fleet import FleetCalls
 from .outcome import CloseCode, Rejection, StreamRejected
 
 # How a stream that broke the protocol is closed.
@@ -59,11 +68,15 @@ class StreamAuthenticator:
         self,
         signatures: SignatureCheck,
         tokens: StreamTokens,
+        fleet: FleetCalls,
         places: UnauthenticatedStreams | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._signatures = signatures
         self._tokens = tokens
+        self._fleet = fleet
+        self._wall = wall_clock
         self.places = places or UnauthenticatedStreams()
         self.start_timeout_s = start_timeout_s
 
@@ -72,10 +85,11 @@ class StreamAuthenticator:
         websocket: WebSocket,
         receive: Callable[[], Awaitable[str | bytes]],
         stream: TwilioStream,
-    ) -> Start:
+    ) -> tuple[Start, StreamGrant]:
         """Accept the upgrade and wait for a good ``start``, holding one of the few places
         for unauthenticated streams meanwhile (with none free the upgrade is refused, HTTP
-        403, before any WebSocket state exists). Raises StreamRejected."""
+        403, before any WebSocket state exists); its token is spent. Raises
+        StreamRejected."""
         self.take_place()
         try:
             await websocket.accept()
@@ -93,8 +107,9 @@ class StreamAuthenticator:
                 raise StreamRejected(
                     str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
                 ) from None
-            self.check_start(start)
-            return start
+            grant = self.check_start(start)
+            await self.spend(grant)
+            return start, grant
         finally:
             self.leave_place()
 
@@ -117,8 +132,8 @@ class StreamAuthenticator:
         if not self._signatures.is_valid(url, {}, signature):
             raise StreamRejected("bad X-Twilio-Signature on the WebSocket upgrade")
 
-    def check_start(self, start: Start) -> None:
-        """The ``start`` belongs to the call its token was minted for; the token is spent."""
+    def check_start(self, start: Start) -> StreamGrant:
+        """The ``start`` belongs to the call its token was minted for."""
         if not is_valid_sid(start.stream_sid, "MZ") or not is_valid_sid(start.call_sid, "CA"):
             raise StreamRejected(
                 "start event has malformed stream or call SID", rejection=Rejection.PROTOCOL
@@ -126,8 +141,23 @@ class StreamAuthenticator:
         params = start.custom_parameters
         if params.get("callSid") != start.call_sid:
             raise StreamRejected("stream parameters belong to another call")
-        problem = self._tokens.verify(
+        grant = self._tokens.check(
             params.get("token", ""), start.call_sid, params.get("from", ""), params.get("to", "")
         )
-        if problem:
-            raise StreamRejected(problem)
+        if isinstance(grant, str):
+            raise StreamRejected(grant)
+        return grant
+
+    async def spend(self, grant: StreamGrant) -> None:
+        """A token opens one stream, fleet-wide."""
+        ttl = max(1.0, grant.expiry - self._wall() + 1)
+        claim = await self._fleet.claim_token(grant.key, ttl)
+        if claim is Claim.TAKEN:
+            raise StreamRejected("stream token already used")
+        if claim is Claim.FIRST_HERE and grant.minted_by != self._fleet.instance:
+            raise StreamRejected(
+                "a stream token minted by another instance cannot be checked while the shared "
+                "store is unreachable",
+                CloseCode.TRY_AGAIN,
+                Rejection.UNCHECKABLE,
+            )

@@ -45,6 +45,13 @@ class Transcript:
         self._open = True
         self._added += 1
 
+    def restore(self, turns: tuple[Turn, ...]) -> None:
+        """What was said on the call's earlier streams (another server's, maybe)."""
+        self._turns.extend(Turn(t.speaker, t.text) for t in turns)
+        self._open = False
+        self._added += len(turns)
+        self._added_at_end = self._added
+
     def end_turn(self) -> None:
         """The model's turn is complete: the next fragment starts a new turn."""
         self._open = False

@@ -46,8 +46,15 @@ class _Utterance:
 
 
 class TurnState:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        on_caller_finished: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_caller_finished``: the caller's utterance has just ended (what is unanswered
+        changed: the call saves it for a stream that may pick the call up elsewhere)."""
         self._clock = clock
+        self._on_caller_finished = on_caller_finished
         self.caller_speaking = False
         self.model_generating = False  # the model's turn is open: audio or a tool call came
         self.answer_started = False  # audio of the open model turn has arrived
@@ -82,6 +89,7 @@ class TurnState:
             self.caller_speaking = False
             if not self.model_generating:
                 self._waiting_since = self._last_voiced
+            self._on_caller_finished()
 
     def _utterance_begins(self) -> None:
         if not self._utterances:  # a new question: it starts with the pre-roll
@@ -163,6 +171,21 @@ class TurnState:
             return []
         converter = CallerAudioStream()
         return [converter.to_gemini_pcm(frame) for frame in self._question]
+
+    def unanswered_ulaw(self) -> bytes:
+        """The unanswered caller speech as Twilio sent it (empty when there is none)."""
+        return b"".join(self._question) if self._utterances else b""
+
+    def restore_unanswered(self, ulaw: bytes, frame_bytes: int = 160) -> None:
+        """A call picked up from another stream: its unanswered speech (``unanswered_ulaw``
+        there) is this one's, to be replayed on the first connection."""
+        if not ulaw:
+            return
+        frames = [ulaw[i : i + frame_bytes] for i in range(0, len(ulaw), frame_bytes)]
+        self._question.clear()
+        self._question.extend(frames)
+        self._frames = len(self._question)
+        self._utterances = deque([_Utterance(0, 0)])
 
     @property
     def last_voiced_at(self) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -44,6 +44,9 @@ class Settings:
     log_format: str = "json"
     max_concurrent_calls: int | None = None
     drain_timeout: float = 300.0
+    state_url: str | None = None  # None: the state stays in this process
+    instance_name: str | None = None
+    max_call_moves: int = 5
     twiml_dir: str | None = None
     greeting: str = ""
     prewarm: bool = True
@@ -79,10 +82,22 @@ class Settings:
         """Where the number's voice webhook must point."""
         return f"{self.public_url}/api/inbound-call"
 
+    def stream_ended_url(self, stream: int, waited: int = 0) -> str:
+        """``<Connect action>``: Twilio asks here what next once the stream ``stream`` of a
+        call has ended (the number is signed with the URL); ``waited``: how often it was
+        asked to ask again."""
+        url = f"{self.public_url}/api/stream-ended?stream={stream}"
+        return f"{url}&waited={waited}" if waited else url
+
     @property
     def status_callback_url(self) -> str:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
         return f"{self.public_url}/api/call-status"
+
+    def _state_url_passwords(self) -> list[str]:
+        """STATE_URL's password as written (percent-encoded) and as Redis is sent it."""
+        password = urlsplit(self.state_url).password if self.state_url else None
+        return [password, unquote(password)] if password else []
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line, an error or a metric."""
@@ -92,6 +107,8 @@ class Settings:
             self.gemini_api_key,
             self.operator_token,
             self.ngrok_authtoken,
+            self.state_url,
+            *self._state_url_passwords(),
         ]
         return [v for v in values if v]
 

@@ -64,6 +64,24 @@ def _public_url(value: str) -> str:
     return url
 
 
+def _state_url(value: str) -> str:
+    # Never quoted back: the URL may carry Redis's password.
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("must be a redis:// or rediss:// URL (redis://host:6379/0)")
+    try:
+        parts.port  # noqa: B018 (it raises on a port that is not a number)
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return value
+
+
+def _instance_name(value: str) -> str:
+    if not (len(value) <= 40 and all(c.isascii() and (c.isalnum() or c == "-") for c in value)):
+        raise ValueError("must be up to 40 letters, digits and hyphens")
+    return value
+
+
 def _model(value: str) -> str:
     model = value.removeprefix("models/")
     if model.rsplit("/", 1)[-1] in RETIRED_MODELS:  # also as a Vertex path
@@ -404,6 +422,33 @@ TABLE: tuple[Setting, ...] = (
         300.0,
         "On SIGTERM, seconds running calls may go on before they end with a spoken goodbye "
         "(keep Kubernetes' terminationGracePeriodSeconds above it).",
+        OPERATIONS,
+    ),
+    Setting(
+        "STATE_URL",
+        _state_url,
+        None,
+        "Where a fleet of servers keeps what they share: redis://[:password@]host:6379/0 "
+        "(rediss:// for TLS). Unset: this process alone. Set: a call moves to another server "
+        "on a deploy, a crash or a lost stream (docs/scaling.md).",
+        OPERATIONS,
+        shown="this process",
+    ),
+    Setting(
+        "INSTANCE_NAME",
+        _instance_name,
+        None,
+        "This server's name in the fleet's stats and logs (letters, digits, hyphens). Empty: "
+        "the host name and a random suffix.",
+        OPERATIONS,
+        shown="host name",
+    ),
+    Setting(
+        "MAX_CALL_MOVES",
+        v.WholeNumber(0, "moves"),
+        5,
+        "How often one call may move to another stream (a server's deploy or crash, a lost "
+        "stream) before it ends with the apology; 0: never.",
         OPERATIONS,
     ),
     Setting(

@@ -229,6 +229,28 @@ class GeminiLink:
         self._start(session)
         await self._send_queued()
 
+    async def open_moved(self, handle: str, *, answer_cut: bool, heard: str) -> bool:
+        """The first connection of a call that moved here from another stream: resume the
+        conversation that stream had (``handle``), else a fresh session told what was said;
+        the unanswered question goes again, and an answer the move cut short is finished
+        (``heard``: what of it the caller heard). Returns whether it resumed; raises
+        GeminiLinkLost when no session opens within the reconnect budget."""
+        started = self._clock()
+        self._handle = handle or None
+        replay = self._turns.unanswered_audio()
+        session, resumed = await self._reconnect()
+        await self._carry_over(session, replay, answer_cut, heard)
+        self._turns.restart_wait()
+        self._start(session)
+        self.setup_seconds = self._clock() - started
+        await self._send_queued()
+        return resumed
+
+    @property
+    def resumption_handle(self) -> str:
+        """The latest resumable handle Gemini gave ("" before the first)."""
+        return self._handle or ""
+
     def _start(self, session: GeminiSession) -> None:
         self._session = session
         self._outbox.connection_opened()
@@ -372,20 +394,7 @@ class GeminiLink:
             if not already_closed:
                 await self._session.close()  # Gemini rejects a resume while the old one is open
             session, resumed = await self._reconnect()
-            try:
-                for chunk in replay:
-                    await session.send_audio(chunk)
-                while held := self._outbox.take_held():  # more is held while these go
-                    for chunk in held:
-                        await session.send_audio(chunk)
-                if cut_short:
-                    note = CONTINUE_NOTE.format(heard=heard) if heard else RESTART_NOTE
-                    await session.send(text_input_message(note))
-            except ConnectionClosed:
-                pass  # the new connection died at once: the reader notices and recovers again
-            except BaseException:
-                await asyncio.shield(session.close())  # never leak the new socket
-                raise
+            await self._carry_over(session, replay, cut_short, heard)
             self._turns.restart_wait()
             self._session = session
             self._outbox.connection_opened()
@@ -405,6 +414,26 @@ class GeminiLink:
             await self._send_queued()
         finally:
             self._swapping = False
+
+    async def _carry_over(
+        self, session: GeminiSession, replay: list[bytes], cut_short: bool, heard: str
+    ) -> None:
+        """What the last connection left unfinished, onto ``session``: the caller's
+        unanswered speech, audio held meanwhile, and the answer it was giving."""
+        try:
+            for chunk in replay:
+                await session.send_audio(chunk)
+            while held := self._outbox.take_held():  # more is held while these go
+                for chunk in held:
+                    await session.send_audio(chunk)
+            if cut_short:
+                note = CONTINUE_NOTE.format(heard=heard) if heard else RESTART_NOTE
+                await session.send(text_input_message(note))
+        except ConnectionClosed:
+            pass  # the new connection died at once: the reader notices and recovers again
+        except BaseException:
+            await asyncio.shield(session.close())  # never leak the new socket
+            raise
 
     async def _reconnect(self) -> tuple[GeminiSession, bool]:
         """Resume with the handle, with backoff inside the budget; else a fresh session."""

@@ -148,6 +148,25 @@ class BridgeMetrics:
         self.webhooks = Counter(
             "bridge_webhook_requests", "Inbound-call webhooks, by result", ["result"], registry=r
         )
+        self.stream_ends = Counter(
+            "bridge_stream_ended_requests",
+            "Twilio's <Connect action> requests, by what they were answered",
+            ["result"],
+            registry=r,
+        )
+        self.moves = Counter(
+            "bridge_call_moves",
+            "Calls picked up from another stream (a deploy, a crash, a lost stream), by how "
+            "the Gemini conversation carried on",
+            ["how"],
+            registry=r,
+        )
+        self.state_store_up = Gauge(
+            "bridge_state_store_up",
+            "1 while the shared state store (STATE_URL) answers; 0 while this instance "
+            "carries on with what it holds itself",
+            registry=r,
+        )
         self.status_callbacks = Counter(
             "bridge_twilio_status_callbacks",
             "Twilio status callbacks: call statuses and stream events, or why one was refused",

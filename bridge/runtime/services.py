@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
 from dataclasses import dataclass
 from typing import Any
 
+from ..call.fleet import ALIVE_EVERY_S, FleetCalls
 from ..call.personas import Personas
 from ..call.plan import CallPlanner
 from ..call.prewarm import Prewarm
@@ -18,10 +24,37 @@ from ..gemini.link_policy import LinkPolicy
 from ..gemini.watch import GeminiWatch, ProbeResult, probe_configs
 from ..observability.logs import SecretScrub
 from ..observability.metrics import BridgeMetrics
+from ..state import FallbackStore, MemoryStore, StateStore
+from ..state.redis_store import RedisStore
 from ..tools.http_tool import HttpTool, load_http_tools
 from ..twilio.rest import TwilioCalls
-from ..twilio.security import SignatureCheck, StreamTokens, WebhookReplays
+from ..twilio.security import SignatureCheck, StreamTokens
 from ..twilio.twiml import TwimlSettings
+from .fleet_stats import FleetStats
+
+log = logging.getLogger(__name__)
+
+HAND_OVER_WAIT_S = 20.0  # a call waits this long at most for a quiet moment to move
+PRESENCE_STOP_S = 3.0  # a heartbeat under way is bounded by the store's own timeouts
+
+
+def instance_name(configured: str | None) -> str:
+    """INSTANCE_NAME, else the host's name (a pod's, in Kubernetes) and a random suffix:
+    several servers on one host are several instances."""
+    if configured:
+        return configured
+    host = "".join(c if c.isascii() and c.isalnum() else "-" for c in socket.gethostname())
+    return f"{host.strip('-')[:32] or 'bridge'}-{secrets.token_hex(2)}"
+
+
+def state_store(settings: Settings, metrics: BridgeMetrics) -> StateStore:
+    """STATE_URL's Redis, carried on in process while it is away; else this process."""
+    if not settings.state_url:
+        return MemoryStore()
+    metrics.state_store_up.set(1)
+    return FallbackStore(
+        RedisStore(settings.state_url), on_change=lambda up: metrics.state_store_up.set(int(up))
+    )
 
 
 @dataclass(slots=True)
@@ -31,7 +64,8 @@ class Services:
     twiml: TwimlSettings
     signatures: SignatureCheck
     stream_tokens: StreamTokens
-    webhook_replays: WebhookReplays
+    fleet: FleetCalls  # the calls' shared records (answered CallSids, spent tokens, moves)
+    fleet_stats: FleetStats  # what every instance of the fleet publishes
     registry: CallRegistry  # admission, the stats, the gauges
     planner: CallPlanner  # what a number's call gets
     prewarm: Prewarm
@@ -69,7 +103,11 @@ class Services:
             vad=settings.vad,
         )
         signatures = SignatureCheck(settings.twilio_auth_token, settings.public_url)
-        tokens = StreamTokens(settings.stream_token_secret)
+        instance = instance_name(settings.instance_name)
+        tokens = StreamTokens(settings.stream_token_secret, instance)
+        fleet = FleetCalls(
+            state_store(settings, metrics), instance, max_moves=settings.max_call_moves
+        )
         registry = CallRegistry(
             settings.max_concurrent_calls, metrics, log_transcripts=settings.log_transcripts
         )
@@ -84,7 +122,8 @@ class Services:
         calls = CallResources(
             planner=planner,
             registry=registry,
-            authenticator=StreamAuthenticator(signatures, tokens),
+            authenticator=StreamAuthenticator(signatures, tokens, fleet),
+            fleet=fleet,
             open_session=session_opener(endpoint),
             metrics=metrics,
             rest=rest,
@@ -105,7 +144,8 @@ class Services:
             twiml=twiml,
             signatures=signatures,
             stream_tokens=tokens,
-            webhook_replays=WebhookReplays(),
+            fleet=fleet,
+            fleet_stats=FleetStats(fleet.store, instance),
             registry=registry,
             planner=planner,
             prewarm=prewarm,
@@ -123,11 +163,62 @@ class Services:
         return [*self.settings.secrets(), *(v for tool in self.http_tools for v in tool.secrets())]
 
     async def drain(self) -> None:
-        """Before shutdown: end the calls (see CallRegistry.drain), then drop unclaimed
+        """Before shutdown: hand the calls over to other servers when the fleet shares
+        their state, else end them (see CallRegistry.drain); then drop unclaimed
         pre-warmed sessions and stop probing Gemini."""
-        await self.registry.drain(self.settings.drain_timeout)
+        if self.fleet.shared:
+            wait = min(self.settings.drain_timeout, HAND_OVER_WAIT_S)
+            await self.registry.drain(wait, hand_over=True)
+        else:
+            await self.registry.drain(self.settings.drain_timeout)
         await self.prewarm.close()
         await self.gemini_watch.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        """While the app serves: this instance tells the fleet it is alive and publishes
+        its calls; afterwards the shared store is closed."""
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self._present(stopping), name="fleet_presence")
+        try:
+            yield
+        finally:
+            # Asked to stop, not cancelled mid-command: on Python 3.11 a task cancelled
+            # inside a redis-py command can lose the cancellation (see call/tenure.py).
+            stopping.set()
+            done, _ = await asyncio.wait({task}, timeout=PRESENCE_STOP_S)
+            if not done:
+                log.warning("fleet presence did not stop; cancelled")
+                task.cancel()
+            await self.fleet.store.close()
+
+    async def _present(self, stopping: asyncio.Event) -> None:
+        if not self.fleet.shared:
+            return
+        beats = 0
+        while not stopping.is_set():
+            try:
+                await self.fleet.heartbeat()
+                if beats % round(FleetStats.PUBLISH_EVERY_S / ALIVE_EVERY_S) == 0:
+                    await self.fleet_stats.publish(self.stats())
+            except Exception:  # never let presence die: a dead one looks like a crash
+                log.exception("could not tell the fleet this instance is alive")
+            beats += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ALIVE_EVERY_S):
+                    await stopping.wait()
+
+    def stats(self) -> dict[str, Any]:
+        """This instance's calls, as /api/calls/stats shows them."""
+        registry = self.registry
+        snapshot = registry.snapshot()
+        snapshot["instance"] = {
+            "name": self.fleet.instance,
+            "uptime_s": registry.uptime_s,
+            "draining": registry.draining,
+            "capacity": {"max_calls": registry.max_calls, "in_use": registry.in_use},
+        }
+        return snapshot
 
     async def probe_gemini(self) -> list[ProbeResult]:
         """Open (and close) one real session per distinct setup."""

@@ -15,6 +15,27 @@ class Utterance:
 
 
 @dataclass
+class StreamSpan:
+    """One Media Stream of the call: a call that moves has several."""
+
+    stream_sid: str
+    started_at: float  # ``start`` sent
+    closed_at: float | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+@dataclass
+class ActionRequest:
+    """Twilio's ``<Connect action>`` request after a stream ended, and what it got."""
+
+    at: float
+    url: str
+    status: int
+    verbs: list[str] = field(default_factory=list)  # the TwiML's verbs, in order
+
+
+@dataclass
 class CallResult:
     """Everything the caller observed; times are ``time.monotonic()`` seconds."""
 
@@ -34,6 +55,20 @@ class CallResult:
     close_reason: str = ""
     protocol_errors: list[str] = field(default_factory=list)  # what Twilio would reject
     unplayed_at_close: int | None = None  # bytes still in the playback buffer at close
+    streams: list[StreamSpan] = field(default_factory=list)
+    actions: list[ActionRequest] = field(default_factory=list)
+    twilio_said: list[str] = field(default_factory=list)  # <Say> text Twilio spoke
+    ended_by_twilio: str = ""  # "hangup", "application error", "end of TwiML"
+    frames_unsent: int = 0  # caller frames spoken while no stream carried them
+
+    def line_dead_s(self) -> list[float]:
+        """For each move, from one stream closing to the next one starting: how long the
+        caller's line carried nothing either way."""
+        return [
+            later.started_at - earlier.closed_at
+            for earlier, later in zip(self.streams, self.streams[1:], strict=False)
+            if earlier.closed_at is not None
+        ]
 
     @property
     def frames_received(self) -> int:

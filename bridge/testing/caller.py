@@ -8,6 +8,13 @@ way back it models Twilio's playback buffer: media queues and plays in real
 time, a ``mark`` is echoed once the audio before it has played, ``clear``
 flushes the buffer and echoes every pending mark. It records what the caller
 heard, frame by frame, and when.
+
+When the bridge closes a stream whose ``<Connect>`` has an ``action``, it does what
+Twilio does: POSTs the signed action request with the call's parameters and runs the
+TwiML it gets back: another ``<Connect><Stream>`` (a new stream of the same call, to
+whichever server the URL reaches), ``<Say>`` (recorded as spoken) and ``<Hangup>``.
+The caller's clock runs on across streams; what it says while no stream is open is
+lost, as on a real line.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ..twilio.media_streams import (
     start_event,
     stop_event,
 )
-from .call_result import FRAME_S, CallResult, Utterance
+from .call_result import FRAME_S, ActionRequest, CallResult, StreamSpan, Utterance
 from .speech import VOICED_RMS, frame_rms, load_speech
 
 __all__ = ["CallResult", "SimulatedCaller", "Utterance", "WebhookRefused", "load_speech"]
@@ -53,6 +60,9 @@ class WebhookRefused(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"webhook answered HTTP {status}")
         self.status, self.body = status, body
+
+
+MAX_REDIRECTS = 20  # Twilio follows a call's redirects; a loop of them is our bug
 
 
 class SimulatedCaller:
@@ -69,6 +79,7 @@ class SimulatedCaller:
         call_sid: str | None = None,
         sign_upgrade: bool = False,
         webhook_path: str = "/api/inbound-call",
+        follow_actions: bool = True,
     ) -> None:
         self.public_url = public_url.rstrip("/")
         self.auth_token = auth_token
@@ -79,8 +90,13 @@ class SimulatedCaller:
         self.stream_sid = "MZ" + secrets.token_hex(16)
         self.sign_upgrade = sign_upgrade
         self.webhook_path = webhook_path
+        self.follow_actions = follow_actions
         self.result = CallResult(call_sid=self.call_sid, dialled_at=0.0)
         self._ws: ClientConnection | None = None
+        self._clock_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._hanging_up = False
+        self.action_url = ""  # the current <Connect>'s action, if it has one
         self._speech: deque[bytes] = deque()
         self._speech_done = asyncio.Event()
         self._speech_done.set()
@@ -89,8 +105,7 @@ class SimulatedCaller:
         self._queued_bytes = 0
         self._marks: deque[tuple[str, int]] = deque()  # (name, queued bytes when it arrived)
         self._seq = 0
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._closed = asyncio.Event()
+        self._closed = asyncio.Event()  # the call is over (or, not following actions, its stream)
         self.twiml = ""
         self.stream_url = ""
         self.parameters: dict[str, str] = {}
@@ -109,8 +124,11 @@ class SimulatedCaller:
         }
 
     def _post_webhook(self, signature: str | None) -> tuple[int, str]:
-        url = self.public_url + self.webhook_path
-        body = urllib.parse.urlencode(self.webhook_params()).encode()
+        return self._post(self.public_url + self.webhook_path, self.webhook_params(), signature)
+
+    @staticmethod
+    def _post(url: str, params: dict[str, str], signature: str | None) -> tuple[int, str]:
+        body = urllib.parse.urlencode(params).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if signature is not None:
             headers["X-Twilio-Signature"] = signature
@@ -130,13 +148,25 @@ class SimulatedCaller:
         status, body = await asyncio.to_thread(self._post_webhook, signature)
         if status != 200:
             raise WebhookRefused(status, body)
+        self.use_twiml(body)
+        return body
+
+    def use_twiml(self, body: str) -> None:
+        """Take the stream to open from TwiML fetched some other way (a captured replay)."""
         self.twiml = body
-        stream = ET.fromstring(body).find("./Connect/Stream")
-        if stream is None:
+        if not self._take_stream(ET.fromstring(body)):
             raise ValueError("TwiML has no <Connect><Stream>")
+
+    def _take_stream(self, response: ET.Element) -> bool:
+        """The TwiML's ``<Connect><Stream>``, if it has one, is the next stream to open."""
+        connect = response.find("./Connect")
+        stream = connect.find("Stream") if connect is not None else None
+        if connect is None or stream is None:
+            return False
         self.stream_url = stream.attrib["url"]
         self.parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
-        return body
+        self.action_url = connect.attrib.get("action", "")
+        return True
 
     # --- the stream -------------------------------------------------------------------------
 
@@ -166,36 +196,47 @@ class SimulatedCaller:
 
     async def open_stream(self, *, before_start: tuple[str, ...] = ()) -> None:
         """Connect and start; ``before_start`` frames go between ``connected`` and ``start``."""
+        await self._connect_stream(before_start)
+        if self._clock_task is None:
+            self._clock_task = asyncio.create_task(self._clock(), name="caller_clock")
+
+    async def _connect_stream(self, before_start: tuple[str, ...] = ()) -> None:
         headers = {}
         if self.sign_upgrade:
             headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(
                 self.stream_url, {}
             )
-        self._ws = await connect(
+        ws = await connect(
             self.stream_url, additional_headers=headers, open_timeout=10, compression=None
         )
+        if self.result.streams:  # a later stream of the call: Twilio gives it a new sid
+            self.stream_sid = "MZ" + secrets.token_hex(16)
         self._seq = 1
+        span = StreamSpan(self.stream_sid, time.monotonic())
+        self.result.streams.append(span)
+        self._ws = ws
         try:
             connected, start = self.start_frames()
             for frame in (connected, *before_start, start):
-                await self._ws.send(frame)
+                await ws.send(frame)
         except ConnectionClosed:  # the bridge refused the stream at once
-            self._record_close()
-            self._closed.set()
+            self._listen_task = asyncio.create_task(self._listen(ws, span), name="caller_listen")
             return
-        self.result.stream_started_at = time.monotonic()
-        self._tasks = [
-            asyncio.create_task(self._clock(), name="caller_clock"),
-            asyncio.create_task(self._listen(), name="caller_listen"),
-        ]
+        span.started_at = time.monotonic()
+        if not self.result.stream_started_at:
+            self.result.stream_started_at = span.started_at
+        self._listen_task = asyncio.create_task(self._listen(ws, span), name="caller_listen")
 
     async def hang_up(self) -> None:
+        self._hanging_up = True
         ws = self._ws
+        tasks = [t for t in (self._clock_task, self._listen_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._clock_task = self._listen_task = None
         if ws is None:
             return
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(ConnectionClosed):
             self._seq += 1
             await ws.send(
@@ -207,27 +248,29 @@ class SimulatedCaller:
                 )
             )
         await ws.close()
-        self._record_close()
+        if self.result.streams:
+            self._record_close(ws, self.result.streams[-1])
         self._ws = None
+        self._closed.set()
 
-    def _record_close(self) -> None:
-        if self._ws is not None and self.result.close_code is None:
-            self.result.close_code = self._ws.close_code
-            self.result.close_reason = self._ws.close_reason or ""
+    def _record_close(self, ws: ClientConnection, span: StreamSpan) -> None:
+        if span.closed_at is not None:
+            return
+        span.closed_at = time.monotonic()
+        span.close_code, span.close_reason = ws.close_code, ws.close_reason or ""
+        if self.result.close_code is None:  # the first stream's close, as before moves
+            self.result.close_code = span.close_code
+            self.result.close_reason = span.close_reason
             self.result.unplayed_at_close = len(self._playback)
 
     async def _clock(self) -> None:
         """Every 20 ms: send one frame, play one frame, echo marks that have played."""
-        assert self._ws is not None
-        ws, result = self._ws, self.result
         try:
-            await self._run_clock(ws, result)
-        except ConnectionClosed:
-            self._closed.set()
+            await self._run_clock(self.result)
         finally:
-            self._speech_done.set()  # nobody waits on speech a closed stream cannot send
+            self._speech_done.set()  # nobody waits on speech a closed line cannot send
 
-    async def _run_clock(self, ws: ClientConnection, result: CallResult) -> None:
+    async def _run_clock(self, result: CallResult) -> None:
         tick = time.monotonic()
         chunk = 0
         utterance: Utterance | None = None
@@ -246,20 +289,27 @@ class SimulatedCaller:
             else:
                 frame = SILENT_FRAME
             chunk += 1
-            self._seq += 1
-            await ws.send(
-                media_event(
-                    stream_sid=self.stream_sid,
-                    sequence_number=self._seq,
-                    chunk=chunk,
-                    timestamp_ms=chunk * 20,
-                    ulaw=frame,
-                )
-            )
-            result.frames_sent += 1
             result.said += frame
+            ws = self._ws
+            if ws is None:
+                result.frames_unsent += 1
+            else:
+                self._seq += 1
+                with contextlib.suppress(ConnectionClosed):  # the listener sees the close
+                    await ws.send(
+                        media_event(
+                            stream_sid=self.stream_sid,
+                            sequence_number=self._seq,
+                            chunk=chunk,
+                            timestamp_ms=chunk * 20,
+                            ulaw=frame,
+                        )
+                    )
+                    result.frames_sent += 1
             self._play_one()
-            await self._echo_played_marks()
+            if ws is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._echo_played_marks()
             tick += FRAME_S
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
@@ -288,10 +338,9 @@ class SimulatedCaller:
         )
         self.result.marks_echoed += 1
 
-    async def _listen(self) -> None:
-        assert self._ws is not None
+    async def _listen(self, ws: ClientConnection, span: StreamSpan) -> None:
         try:
-            async for raw in self._ws:
+            async for raw in ws:
                 try:
                     message = parse_bridge_message(raw)
                 except ProtocolError as exc:  # Twilio would ignore it and warn (31951)
@@ -319,9 +368,69 @@ class SimulatedCaller:
                         await self._send_mark(self._marks.popleft()[0])
         except ConnectionClosed:
             pass
-        finally:
-            self._record_close()
+        self._record_close(ws, span)
+        if self._hanging_up:
+            return
+        self._ws = None
+        if self.follow_actions and self.action_url:
+            await self._follow_action(span)
+        else:
             self._closed.set()
+
+    async def _follow_action(self, ended: StreamSpan) -> None:
+        """The stream ended and the call did not: ask ``action`` what next, as Twilio does,
+        and run the TwiML it answers (``<Redirect>`` asks the next URL, and so on)."""
+        self._playback.clear()  # the ended stream's queued audio goes with it
+        self._marks.clear()
+        url = self.action_url
+        params = {
+            **self.webhook_params(),
+            "CallStatus": "in-progress",
+            "StreamSid": ended.stream_sid,
+        }
+        for _ in range(MAX_REDIRECTS):
+            signature = RequestValidator(self.auth_token).compute_signature(url, params)
+            request = ActionRequest(at=time.monotonic(), url=url, status=0)
+            self.result.actions.append(request)
+            try:
+                request.status, body = await asyncio.to_thread(self._post, url, params, signature)
+            except OSError:  # no server answered: Twilio's own error message
+                request.status, body = 0, ""
+            if request.status != 200:
+                self.result.twilio_said.append("An application error has occurred.")
+                self._end_call("application error")
+                return
+            response = ET.fromstring(body)
+            redirect = ""
+            for verb in response:
+                request.verbs.append(verb.tag)
+                if verb.tag == "Say":
+                    self.result.twilio_said.append(verb.text or "")
+                elif verb.tag == "Pause":
+                    await asyncio.sleep(float(verb.attrib.get("length", "1")))
+                elif verb.tag == "Hangup":
+                    self._end_call("hangup")
+                    return
+                elif verb.tag == "Redirect":
+                    redirect = (verb.text or "").strip()
+                    break
+                elif verb.tag == "Connect" and self._take_stream(response):
+                    try:
+                        await self._connect_stream()
+                    except (OSError, ConnectionClosed, TimeoutError):
+                        self._end_call("stream failed")  # Twilio: 31920, then the call ends
+                    return
+            if not redirect:
+                self._end_call("end of TwiML")
+                return
+            url = redirect
+        self._end_call("too many redirects")
+
+    def _end_call(self, how: str) -> None:
+        self.result.ended_by_twilio = how
+        self._closed.set()
+        if self._clock_task is not None:
+            self._clock_task.cancel()
 
     # --- the script -------------------------------------------------------------------------
 

@@ -162,6 +162,8 @@ class Memory:
     is the same conversation (here: which scripted tool calls it has made)."""
 
     script: list[ScriptedToolCall]
+    number: int = 0  # which conversation of the emulator's this is, from 1
+    caller_turns: int = 0  # the caller's turns heard, on every connection of it
 
 
 # How the bridge asks a new connection to finish an answer the old one was giving; the
@@ -320,6 +322,7 @@ class Conversation:
 
     async def _caller_finished(self) -> None:
         self._session.caller_turns += 1
+        self._memory.caller_turns += 1
         seconds = self._vad.speech_blocks * BLOCK_MS / 1000
         await send_json(
             self._ws,

@@ -90,6 +90,7 @@ class GeminiEmulator:
     def __init__(self, options: EmulatorOptions | None = None) -> None:
         self.options = options or EmulatorOptions()
         self.sessions: list[EmulatedSession] = []
+        self._conversations_begun = 0
         self._server: Server | None = None
         self._open: set[ServerConnection] = set()
         self._handles: dict[str, ServerConnection] = {}  # resumption handle → issuing socket
@@ -210,7 +211,12 @@ class GeminiEmulator:
                 await Echo(ws, session).run()
                 return
             handle = session.resumed_from
-            memory = self._memories.get(handle or "") or Memory(list(self.options.tool_script))
+            memory = self._memories.get(handle or "")
+            if memory is None:
+                self._conversations_begun += 1
+                memory = Memory(list(self.options.tool_script), self._conversations_begun)
+            session.turns_known_at_start = memory.caller_turns
+            session.conversation = memory.number
             conversation = Conversation(
                 ws, session, self.options, lambda: self._issue(ws, memory), memory
             )

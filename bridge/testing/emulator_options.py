@@ -103,6 +103,8 @@ class EmulatedSession:
     )  # ids it never sent
     continued_from: list[float] = field(default_factory=list)  # answers resumed part-way
     caller_turns: int = 0
+    turns_known_at_start: int = 0  # the caller's turns the conversation knew when it began
+    conversation: int = 0  # the conversation it carried (a resumed session: the same one)
     answers_started: int = 0
     answers_completed: int = 0
     answers: list[tuple[float, float, bool]] = field(default_factory=list)  # start, s, completed

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from websockets.exceptions import ConnectionClosed
 
 from ..call.bridge import CallBridge
+from ..call.fleet import FleetCalls
 from ..call.personas import Persona, Personas
 from ..call.plan import CallPlanner
 from ..call.registry import CallRegistry
@@ -28,6 +29,7 @@ from ..gemini.server import setup_complete_message
 from ..gemini.session import GeminiSession
 from ..gemini.wire import SessionConfig
 from ..observability.metrics import BridgeMetrics
+from ..state import MemoryStore
 from ..twilio.media_streams import connected_event, start_event
 from ..twilio.security import SignatureCheck, StreamTokens
 
@@ -165,10 +167,12 @@ def resources(gemini: GeminiSide) -> CallResources:
         transfer_numbers=(),
         vad=None,
     )
+    fleet = FleetCalls(MemoryStore(), "local", max_moves=5)
     return CallResources(
         planner=planner,
         registry=CallRegistry(None, METRICS),
-        authenticator=StreamAuthenticator(SignatureCheck(SECRET, "https://measure"), tokens),
+        authenticator=StreamAuthenticator(SignatureCheck(SECRET, "https://measure"), tokens, fleet),
+        fleet=fleet,
         open_session=open_session,
         metrics=METRICS,
         rest=None,

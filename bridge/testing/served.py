@@ -74,6 +74,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """``gemini-phone-bridge serve`` on ``host:port``, run from this interpreter."""
+    return [sys.executable, "-m", "bridge", "serve", "--host", host, "--port", str(port)]
+
+
 @dataclass
 class Response:
     status: int
@@ -185,7 +190,10 @@ class ServedBridge:
 def bridge_environment(emulator: GeminiEmulator, port: int, **settings: str) -> dict[str, str]:
     """The server's environment: this one without any bridge settings, then strong
     secrets, the emulator as Gemini, and ``settings`` over them."""
-    own = ("GEMINI_", "TWILIO_", "GOOGLE_", "PUBLIC_", "OPERATOR_", "DEV_", "LOG_", "TOOLS_")
+    own = (
+        "GEMINI_", "TWILIO_", "GOOGLE_", "PUBLIC_", "OPERATOR_", "DEV_", "LOG_", "TOOLS_",
+        "STATE_", "INSTANCE_", "MAX_CALL_",
+    )  # fmt: skip
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(own)},
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -223,10 +231,9 @@ def served_bridge(
     workdir = tempfile.TemporaryDirectory(prefix="bridge-served-")
     log_path = Path(workdir.name) / "server.log"
     try:
-        command = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port"]
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [*command, str(port)],
+                serve_command(port),
                 env=env,
                 cwd=workdir.name,  # no .env here
                 stdout=log_file,
@@ -234,7 +241,7 @@ def served_bridge(
             )
         served = ServedBridge(process, port, env, log_path, emulator)
         try:
-            _wait_until_healthy(served)
+            wait_until_healthy(served)
             yield served
         finally:
             stop_process(process, grace_s=15)
@@ -255,7 +262,7 @@ def start_refusal(
     port = str(free_port())
     with tempfile.TemporaryDirectory(prefix="bridge-refused-") as workdir:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", "--host", host, "--port", port],
+            serve_command(int(port), host),
             env=env,
             cwd=workdir,
             stdout=subprocess.PIPE,
@@ -271,7 +278,7 @@ def start_refusal(
             return None, output
 
 
-def _wait_until_healthy(served: ServedBridge) -> None:
+def wait_until_healthy(served: ServedBridge) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:

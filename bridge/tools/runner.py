@@ -36,6 +36,11 @@ class ToolRunner:
         self.failed = 0
         self.cancelled = 0
 
+    @property
+    def running(self) -> int:
+        """Tool calls not answered yet."""
+        return len(self._running)
+
     def declarations(self) -> list[dict[str, Any]]:
         return [tool.declaration() for tool in self._tools.values()]
 

@@ -4,6 +4,8 @@ Twilio signs its webhooks, but it does not reliably sign Media Streams
 WebSocket upgrades. So the webhook (which *is* signed) mints a short-lived
 token bound to the call, hands it to Twilio as a ``<Parameter>``, and the
 stream must present it in its ``start`` event before any Gemini session opens.
+Both are pure: whether a CallSid was answered before, or a token used, is the
+shared store's to say (``call.fleet``), so that it holds across a fleet.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from twilio.request_validator import RequestValidator
 
@@ -38,65 +41,61 @@ class SignatureCheck:
         return bool(self._validator.validate(url, params or {}, signature))
 
 
-class WebhookReplays:
-    """CallSids already answered: a replayed webhook (same call, valid signature) is refused.
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    """What a good token says: which call, which of its streams, minted where, until when.
+    ``key`` names the token for its single use (the store spends it)."""
 
-    Twilio requests the voice URL once per call, so a second request for a
-    CallSid is a replay, which would otherwise mint a fresh stream token.
-    """
-
-    def __init__(self, remember: int = 100_000) -> None:
-        self._seen: dict[str, None] = {}
-        self._remember = remember
-
-    def first_time(self, call_sid: str) -> bool:
-        if call_sid in self._seen:
-            return False
-        self._seen[call_sid] = None
-        if len(self._seen) > self._remember:
-            del self._seen[next(iter(self._seen))]
-        return True
+    call_sid: str
+    stream: int
+    minted_by: str
+    expiry: int
+    key: str
 
 
 class StreamTokens:
     """HMAC tokens binding a stream to the call the signed webhook announced.
 
-    A token is ``<expiry>.<mac>``; the MAC covers the CallSid, the caller and
-    called numbers and the expiry, so it cannot be moved to another call or
-    dressed up with other numbers. Each token opens one stream (per process).
+    A token is ``<expiry>.<stream>.<instance>.<mac>``; the MAC covers the CallSid, the
+    caller and called numbers, the call's stream number (1 from the webhook, one more
+    for each move), the instance that minted it and the expiry, so it cannot be moved to
+    another call or stream or dressed up with other numbers. This checks what a token
+    says; that it is used once, fleet-wide, is the shared store's to enforce.
     """
 
     def __init__(
-        self, secret: str, ttl_s: float = TOKEN_TTL_S, clock: Callable[[], float] = time.time
+        self,
+        secret: str,
+        instance: str = "local",
+        ttl_s: float = TOKEN_TTL_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = hashlib.sha256(b"bridge-stream-token\0" + secret.encode()).digest()
+        self._instance = instance
         self._ttl = ttl_s
         self._clock = clock
-        self._used: dict[str, float] = {}
 
-    def _mac(self, expiry: int, call_sid: str, from_: str, to: str) -> str:
-        message = "\0".join((str(expiry), call_sid, from_, to)).encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+    def _mac(self, fields: tuple[str, ...]) -> str:
+        digest = hmac.new(self._key, "\0".join(fields).encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def mint(self, call_sid: str, from_: str, to: str) -> str:
-        expiry = int(self._clock() + self._ttl)
-        return f"{expiry}.{self._mac(expiry, call_sid, from_, to)}"
+    def mint(self, call_sid: str, from_: str, to: str, stream: int = 1) -> str:
+        expiry = str(int(self._clock() + self._ttl))
+        head = (expiry, str(stream), self._instance)
+        return ".".join((*head, self._mac((*head, call_sid, from_, to))))
 
-    def verify(self, token: str, call_sid: str, from_: str, to: str) -> str | None:
-        """None when the token is good (and now spent), else the reason it is not."""
-        expiry_text, _, mac = token.partition(".")
+    def check(self, token: str, call_sid: str, from_: str, to: str) -> StreamGrant | str:
+        """The grant when the token is good for this call (and not expired), else the
+        reason it is not (safe to log: it never quotes the token)."""
+        parts = token.split(".")
         # compare_digest raises on non-ASCII text: such a token is malformed, not a crash.
-        if not (token.isascii() and expiry_text.isdigit() and mac and len(token) < 200):
+        if not (token.isascii() and len(token) < 200 and len(parts) == 4):
             return "malformed stream token"
-        expiry = int(expiry_text)
-        if not hmac.compare_digest(mac, self._mac(expiry, call_sid, from_, to)):
+        expiry, stream, instance, mac = parts
+        if not (expiry.isdigit() and stream.isdigit() and instance and mac):
+            return "malformed stream token"
+        if not hmac.compare_digest(mac, self._mac((expiry, stream, instance, call_sid, from_, to))):
             return "stream token does not match this call"
-        now = self._clock()
-        if expiry < now:
+        if int(expiry) < self._clock():
             return "stream token expired"
-        self._used = {t: exp for t, exp in self._used.items() if exp >= now}
-        if token in self._used:
-            return "stream token already used"
-        self._used[token] = expiry
-        return None
+        return StreamGrant(call_sid, int(stream), instance, int(expiry), mac)

@@ -135,17 +135,23 @@ def connect_stream_twiml(
     settings: TwimlSettings,
     stream_url: str,
     parameters: dict[str, str],
+    *,
+    action_url: str,
     status_callback: str | None = None,
+    say_before: bool = True,
 ) -> str:
-    """Answer a call: connect it to ``/voice-stream``; the apology plays if the stream ends.
+    """Connect the call to ``/voice-stream``. When the stream ends while the call goes on,
+    Twilio asks ``action_url`` what next (``/api/stream-ended``): another stream, the
+    apology, or a hang-up; nothing after ``<Connect>`` is ever reached.
 
     The stream's status callback is where Twilio reports a stream that never
     reached us (TLS or handshake failures), so it goes to the log route.
+    ``say_before``: the first stream only (a call that moves hears it once).
     """
     response = VoiceResponse()
-    if settings.say_before:
+    if settings.say_before and say_before:
         _say(response, settings.say_before, settings.say_voice)
-    connect = Connect()
+    connect = Connect(action=action_url, method="POST")
     if status_callback:
         stream = connect.stream(
             url=stream_url, status_callback=status_callback, status_callback_method="POST"
@@ -157,6 +163,27 @@ def connect_stream_twiml(
             raise ValueError(f"stream parameter {name!r} is too long for Twilio")
         stream.parameter(name=name, value=value)
     response.append(connect)
+    return str(response)
+
+
+def apology_twiml(settings: TwimlSettings) -> str:
+    """The assistant could not take (or keep) the call: say so, then hang up."""
+    response = VoiceResponse()
     _say(response, settings.apology, settings.say_voice)
     response.hangup()
+    return str(response)
+
+
+def hangup_twiml() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def wait_twiml(again_url: str, seconds: int = 1) -> str:
+    """The call's server has not yet said how its stream ended: a moment of silence,
+    then Twilio asks ``again_url`` again (never an error, which would end the call)."""
+    response = VoiceResponse()
+    response.pause(length=seconds)
+    response.redirect(again_url, method="POST")
     return str(response)

@@ -23,6 +23,7 @@ from .dashboard import dashboard
 from .operator_auth import operator_denial
 from .softphone import softphone_call, softphone_page
 from .status_callback import call_status
+from .stream_ended import stream_ended
 from .webhook import inbound_call
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ async def call_stats(request: Request) -> Response:
         return denied
     services = _services(request)
     registry = services.registry
-    snapshot = registry.snapshot()
+    snapshot = await services.fleet_stats.view(services.stats())
     snapshot["process"] = {
         "version": VERSION,
         "uptime_s": registry.uptime_s,
@@ -113,7 +114,8 @@ def create_app(services: Services, *, probe_gemini_at_start: bool = False) -> St
         if probe_gemini_at_start:
             services.gemini_watch.probe_at_start()
         try:
-            yield
+            async with services.running():
+                yield
         finally:
             await services.gemini_watch.close()
 
@@ -124,6 +126,7 @@ def create_app(services: Services, *, probe_gemini_at_start: bool = False) -> St
             Route("/ready", ready, methods=["GET"]),
             Route("/api/inbound-call", inbound_call, methods=["POST"]),
             Route("/api/call-status", call_status, methods=["POST"]),
+            Route("/api/stream-ended", stream_ended, methods=["POST"]),
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/dashboard", dashboard, methods=["GET"]),

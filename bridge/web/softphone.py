@@ -61,6 +61,7 @@ async def softphone_call(request: Request) -> Response:
         reason = services.registry.not_ready_reason or "full"
         return JSONResponse({"error": f"the bridge is {reason}"}, status_code=503)
     called = request.query_params.get("to", "")[:32]
+    await services.fleet.answer(call_sid, SOFTPHONE_CALLER, called)
     if services.settings.prewarm:
         prewarm_call(services, call_sid, called)
     token = services.stream_tokens.mint(call_sid, SOFTPHONE_CALLER, called)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from bridge.call.fleet import FleetCalls
 from bridge.call.outcome import CloseCode, Rejection, StreamRejected
 from bridge.call.stream_auth import StreamAuthenticator, UnauthenticatedStreams
+from bridge.state import Claim, MemoryStore, StateStore
 from bridge.twilio.media_streams import Start, parse_twilio_event, start_event
 from bridge.twilio.security import SignatureCheck, StreamTokens
 
@@ -13,10 +17,30 @@ SECRET = "twilio-auth-token-123"
 CALL, STREAM = "CA" + "1" * 32, "MZ" + "2" * 32
 
 
-def authenticator(places: int = 64) -> tuple[StreamAuthenticator, StreamTokens]:
-    tokens = StreamTokens(SECRET)
+def authenticator(
+    places: int = 64, *, instance: str = "a", store: StateStore | None = None
+) -> tuple[StreamAuthenticator, StreamTokens]:
+    tokens = StreamTokens(SECRET, instance)
     check = SignatureCheck(SECRET, "https://b.example.com")
-    return StreamAuthenticator(check, tokens, UnauthenticatedStreams(places)), tokens
+    fleet = FleetCalls(store or MemoryStore(), instance, max_moves=5)
+    return StreamAuthenticator(check, tokens, fleet, UnauthenticatedStreams(places)), tokens
+
+
+class StoreAway(MemoryStore):
+    """A shared store that cannot be reached: claims are answered by this process alone
+    (as FallbackStore answers them while Redis is away)."""
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def claim(self, key: str, ttl_s: float) -> Claim:
+        first = await super().claim(key, ttl_s)
+        return Claim.FIRST_HERE if first is Claim.FIRST else first
+
+
+def admit(auth: StreamAuthenticator, event: Start) -> None:
+    asyncio.run(auth.spend(auth.check_start(event)))
 
 
 def start(token: str, **parameters: str) -> Start:
@@ -32,16 +56,38 @@ def start(token: str, **parameters: str) -> Start:
 
 def refusal(auth: StreamAuthenticator, event: Start) -> StreamRejected:
     with pytest.raises(StreamRejected) as info:
-        auth.check_start(event)
+        admit(auth, event)
     return info.value
 
 
 def test_a_good_token_starts_the_call_once() -> None:
     auth, tokens = authenticator()
     token = tokens.mint(CALL, "+1415", "+1800")
-    auth.check_start(start(token))
+    admit(auth, start(token))
     again = refusal(auth, start(token))
     assert again.reason == "stream token already used" and again.code == CloseCode.POLICY
+
+
+def test_a_token_spent_on_one_instance_is_spent_on_every_instance_of_the_fleet() -> None:
+    shared = MemoryStore()  # one store both instances see (Redis, in a fleet)
+    here, tokens = authenticator(instance="a", store=shared)
+    there, _ = authenticator(instance="b", store=shared)
+    token = tokens.mint(CALL, "+1415", "+1800")
+    admit(there, start(token))  # minted on a, used on b: fine
+    assert refusal(here, start(token)).reason == "stream token already used"
+
+
+def test_while_the_store_is_away_only_the_minting_instance_accepts_its_tokens() -> None:
+    """A token minted elsewhere cannot be checked: refused, with a try-again close (the call
+    gets a new stream through its action request); one minted here is checked here."""
+    away = StoreAway()
+    here, mine = authenticator(instance="a", store=away)
+    _, theirs = authenticator(instance="b", store=away)
+    foreign = refusal(here, start(theirs.mint(CALL, "+1415", "+1800")))
+    assert foreign.code == CloseCode.TRY_AGAIN and foreign.rejection is Rejection.UNCHECKABLE
+    token = mine.mint(CALL, "+1415", "+1800")
+    admit(here, start(token))
+    assert refusal(here, start(token)).reason == "stream token already used"
 
 
 def test_tokens_bound_to_another_call_or_malformed_are_unauthenticated() -> None:

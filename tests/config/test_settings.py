@@ -44,6 +44,15 @@ def test_defaults() -> None:
     }
 
 
+def test_the_state_url_and_its_password_are_secrets_however_written() -> None:
+    s = load(STATE_URL="redis://:p%40ss%2Fword-1234567@redis.internal:6379/0")
+    assert {
+        "redis://:p%40ss%2Fword-1234567@redis.internal:6379/0",
+        "p%40ss%2Fword-1234567",
+        "p@ss/word-1234567",
+    } <= set(s.secrets())
+
+
 def test_secrets_lists_every_credential() -> None:
     s = load(
         GEMINI_API_KEY="AIza-long-gemini-key",

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -16,6 +15,7 @@ import pytest
 from bridge.testing.caller import SimulatedCaller
 from bridge.testing.emulator import EmulatorOptions, FaultPlan, GeminiEmulator
 from bridge.testing.harness import loopback_deployment
+from bridge.testing.served import serve_command
 from bridge.testing.twilio_rest import TwilioRestFake
 
 from .test_calls import SHORT, aget, run, until
@@ -215,16 +215,7 @@ def test_sigterm_drains_a_real_server_process() -> None:
                 "DRAIN_TIMEOUT": "1",
             }
             process = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
-                [
-                    sys.executable,
-                    "-m",
-                    "bridge",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                serve_command(port),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

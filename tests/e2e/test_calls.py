@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
+from twilio.request_validator import RequestValidator
 
 from bridge.audio import ulaw_to_pcm16
 from bridge.testing.caller import WebhookRefused, load_speech
@@ -178,11 +179,11 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
             status, _ = await asyncio.to_thread(caller._post_webhook, None)
             assert status == 403
             assert d.emulator.sessions == []  # nothing reached Gemini, not even a pre-warm
-            twiml = await caller.fetch_twiml()
-            assert (
-                "<Connect><Stream" in twiml
-                and f"ws://127.0.0.1:{d.public_url.rsplit(':', 1)[1]}/voice-stream" in twiml
+            await caller.fetch_twiml()
+            assert caller.stream_url == (
+                f"ws://127.0.0.1:{d.public_url.rsplit(':', 1)[1]}/voice-stream"
             )
+            assert caller.action_url == d.public_url + "/api/stream-ended?stream=1"
             assert set(caller.parameters) == {"callSid", "from", "to", "token"}
             assert "?" not in caller.stream_url
 
@@ -193,7 +194,8 @@ def test_forged_or_unsigned_webhook_gets_403_and_no_twiml() -> None:
 def test_stream_without_a_valid_token_never_reaches_gemini(tamper: str) -> None:
     async def scenario() -> None:
         async with loopback_deployment(env={"GEMINI_PREWARM_TTL": "1"}) as d:
-            caller = d.caller()
+            # Not Twilio: an attacker's stream, who cannot sign the action request after it.
+            caller = d.caller(follow_actions=False)
             await caller.fetch_twiml()
             params = dict(caller.parameters)
             if tamper == "bad_token":
@@ -302,14 +304,14 @@ def test_gemini_unavailable_ends_the_stream_so_twilio_plays_the_apology() -> Non
     async def scenario() -> None:
         async with loopback_deployment(env={"GEMINI_API_KEY": "wrong-gemini-key-abc"}) as d:
             caller = d.caller()
-            await caller.fetch_twiml()
-            # The apology follows </Connect>: Twilio speaks it once the stream closes.
-            assert caller.twiml.index("</Connect><Say") > 0 and "<Hangup />" in caller.twiml
             started = time.monotonic()
             async with caller.dial() as call:
                 await call.wait_closed(timeout=5)
+            # The stream closed; Twilio asked <Connect action> what next: the apology.
             assert time.monotonic() - started < 3
             assert caller.result.close_code == 1011
+            assert caller.result.twilio_said == [d.services.twiml.apology]
+            assert caller.result.ended_by_twilio == "hangup"
             await until(lambda: d.services.registry.active_count == 0)
             assert d.services.registry.snapshot()["totals"]["failed"] == 1
             metrics = d.services.metrics.render().decode()
@@ -396,5 +398,30 @@ def test_logs_are_json_lines_tagged_with_the_call_one_per_event() -> None:
             assert 500 < turn_ms < 1500
             assert any(e.get("event") == "call_started" for e in mine)
             assert all({"ts", "level", "logger", "message"} <= set(e) for e in lines)
+
+    run(scenario())
+
+
+def test_an_action_request_before_the_stream_s_server_has_said_is_asked_to_wait() -> None:
+    """Twilio asks ``action`` while the call's server still holds the stream (it has not
+    noticed the stream end yet): Twilio is told to pause and ask again, never an error
+    (which would end the call); after a few rounds the server is taken to be stuck."""
+
+    async def scenario() -> None:
+        async with loopback_deployment() as d:
+            caller = d.caller(follow_actions=False)
+            async with caller.dial():
+                await until(lambda: d.services.registry.active_count == 1)
+                params = {**caller.webhook_params(), "CallStatus": "in-progress"}
+
+                def ask(url: str) -> tuple[int, str]:
+                    signature = RequestValidator(caller.auth_token).compute_signature(url, params)
+                    return caller._post(url, params, signature)
+
+                status, body = await asyncio.to_thread(ask, caller.action_url)
+                assert status == 200 and "<Pause" in body
+                assert f'<Redirect method="POST">{caller.action_url}&amp;waited=1<' in body
+                status, body = await asyncio.to_thread(ask, caller.action_url + "&waited=5")
+                assert status == 200 and "<Connect" in body and "stream=2" in body
 
     run(scenario())

@@ -46,7 +46,7 @@ def test_dashboard_shows_a_live_call_and_keeps_updating() -> None:
                 await page.wait_for(
                     f"{row}.querySelector('.frames').textContent !== {first!r}", timeout=5
                 )
-                turn = await page.evaluate(f"{row}.cells[7].textContent")
+                turn = await page.evaluate(f"{row}.cells[8].textContent")
                 assert turn.endswith("ms") and not turn.startswith("–")
             await page.wait_for(
                 "document.getElementById('t-completed').textContent === '1'", timeout=10
@@ -106,7 +106,13 @@ def test_dashboard_shows_who_said_what_the_softphone_and_the_last_calls_that_end
                 await call.wait_for_answer(timeout=10)
                 row = f"document.querySelector('#calls tr[data-call-sid=\"{caller.call_sid}\"]')"
                 await page.wait_for(f"{row} && {row}.innerText.includes('Thanks for calling')")
-                assert await page.evaluate(f"{row}.cells[1].textContent") == "softphone"
+                assert await page.evaluate(f"{row}.cells[2].textContent") == "softphone"
+                # The server carrying the call, and how many servers the fleet has: one.
+                server = await page.evaluate(f"{row}.cells[1].textContent")
+                assert server == d.services.fleet.instance
+                assert (
+                    await page.evaluate("document.getElementById('f-servers').textContent") == "1"
+                )
                 said = await page.evaluate(
                     f"[...{row}.querySelectorAll('.transcript div')].map(d => d.className + ' ' + d.textContent)"
                 )

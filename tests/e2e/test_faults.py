@@ -211,13 +211,13 @@ def test_gemini_unavailable_at_call_start_means_an_apology_within_3_s(
     async def scenario() -> None:
         async with loopback_deployment(EmulatorOptions(faults=plan)) as d:
             caller = d.caller()
-            await caller.fetch_twiml()
-            assert "</Connect><Say" in caller.twiml  # the apology Twilio speaks next
             started = time.monotonic()
             async with caller.dial() as call:
                 await call.wait_closed(timeout=5)
+            # The stream closed; Twilio asked <Connect action> and was told to apologise.
             assert time.monotonic() - started < 3.0
             assert caller.result.close_code == 1011
+            assert caller.result.twilio_said == [d.services.twiml.apology]
             assert f'bridge_gemini_setup_failures_total{{reason="{reason}"}} 1.0' in metrics(d)
 
     run(scenario())

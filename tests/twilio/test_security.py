@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twilio.request_validator import RequestValidator
 
-from bridge.twilio.security import SignatureCheck, StreamTokens
+from bridge.twilio.security import SignatureCheck, StreamGrant, StreamTokens
 from tests.fakes import Clock
 
 TOKEN = "auth-token-123456"
@@ -46,17 +46,27 @@ def test_websocket_upgrades_are_signed_over_wss() -> None:
     )
 
 
-def test_token_opens_exactly_one_stream_of_its_own_call() -> None:
+def test_a_token_is_good_for_its_own_call_and_stream_only() -> None:
     clock = Clock(1_000_000.0)
-    tokens = StreamTokens("secret", ttl_s=60, clock=clock)
-    token = tokens.mint(CALL, "+1415", "+1800")
+    tokens = StreamTokens("secret", instance="web-1", ttl_s=60, clock=clock)
+    token = tokens.mint(CALL, "+1415", "+1800", stream=3)
+    other_call = tokens.check(token, "CA" + "2" * 32, "+1415", "+1800")
+    assert other_call == "stream token does not match this call"
+    assert tokens.check(token, CALL, "+1999", "+1800") == "stream token does not match this call"
+    grant = tokens.check(token, CALL, "+1415", "+1800")
+    assert isinstance(grant, StreamGrant)
+    assert (grant.call_sid, grant.stream, grant.minted_by) == (CALL, 3, "web-1")
+    # Another instance of the same fleet (same secret) reads it the same way.
     assert (
-        tokens.verify(token, "CA" + "2" * 32, "+1415", "+1800")
-        == "stream token does not match this call"
+        StreamTokens("secret", instance="web-2", clock=clock).check(token, CALL, "+1415", "+1800")
+        == grant
     )
-    assert tokens.verify(token, CALL, "+1999", "+1800") == "stream token does not match this call"
-    assert tokens.verify(token, CALL, "+1415", "+1800") is None
-    assert tokens.verify(token, CALL, "+1415", "+1800") == "stream token already used"
+    # Claiming another stream number or minting instance breaks the MAC.
+    expiry, stream, instance, mac = token.split(".")
+    for forged in (f"{expiry}.4.{instance}.{mac}", f"{expiry}.{stream}.web-2.{mac}"):
+        assert tokens.check(forged, CALL, "+1415", "+1800") == (
+            "stream token does not match this call"
+        )
 
 
 def test_token_expires() -> None:
@@ -64,23 +74,25 @@ def test_token_expires() -> None:
     tokens = StreamTokens("secret", ttl_s=60, clock=clock)
     token = tokens.mint(CALL, "", "")
     clock.now += 61
-    assert tokens.verify(token, CALL, "", "") == "stream token expired"
+    assert tokens.check(token, CALL, "", "") == "stream token expired"
 
 
 def test_token_from_another_secret_or_tampered_expiry_fails() -> None:
     clock = Clock(1_000_000.0)
     token = StreamTokens("secret-a", clock=clock).mint(CALL, "", "")
-    assert StreamTokens("secret-b", clock=clock).verify(token, CALL, "", "") is not None
-    expiry, _, mac = token.partition(".")
-    extended = f"{int(expiry) + 3600}.{mac}"
-    assert StreamTokens("secret-a", clock=clock).verify(extended, CALL, "", "") is not None
-    for garbage in ("", ".", "abc.def", "1." + "x" * 300):
-        assert StreamTokens("secret-a", clock=clock).verify(garbage, CALL, "", "") is not None
+    assert isinstance(StreamTokens("secret-b", clock=clock).check(token, CALL, "", ""), str)
+    expiry, rest = token.split(".", 1)
+    extended = f"{int(expiry) + 3600}.{rest}"
+    assert isinstance(StreamTokens("secret-a", clock=clock).check(extended, CALL, "", ""), str)
+    for garbage in ("", ".", "abc.def", "1.1.a." + "x" * 300, "1.1..abc", "1.x.a.b"):
+        assert StreamTokens("secret-a", clock=clock).check(garbage, CALL, "", "") == (
+            "malformed stream token"
+        )
 
 
 def test_a_token_that_is_not_ascii_is_malformed_not_a_crash() -> None:
     clock = Clock(1_000_000.0)
     tokens = StreamTokens("secret", clock=clock)
     expiry = tokens.mint(CALL, "", "").partition(".")[0]
-    for token in (f"{expiry}.é-ünïcode", "١٢٣.abc", f"{expiry}.abc\udcff"):
-        assert tokens.verify(token, CALL, "", "") == "malformed stream token"
+    for token in (f"{expiry}.1.a.é-ünïcode", "١٢٣.1.a.abc", f"{expiry}.1.a.abc\udcff"):
+        assert tokens.check(token, CALL, "", "") == "malformed stream token"

@@ -1,0 +1,152 @@
+"""The shared state in Redis, through redis-py's asyncio client.
+
+Every operation is bounded (``OPERATION_TIMEOUT_S``): a call never waits on
+a Redis that went away for longer than that, and what fails is raised as
+``StoreUnavailable``, whose reason never carries the URL (it may hold a
+password). Keys live under one prefix, so several deployments can share a
+Redis. A conditional write is one Lua script, so it is atomic: the check
+and the write cannot be split by another instance's write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from .store import Claim, StoreUnavailable
+
+OPERATION_TIMEOUT_S = 1.0
+DEFAULT_PREFIX = "gemini-phone-bridge:"
+
+# KEYS[1]: the record. ARGV: time to live (ms), the number of conditions (-1: none; a
+# record must exist for 0 or more), the conditions as field/value pairs, then the
+# fields to set as field/value pairs.
+_SET_FIELDS = """
+local conditions = tonumber(ARGV[2])
+if conditions >= 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  for i = 0, conditions - 1 do
+    if redis.call('HGET', KEYS[1], ARGV[3 + 2 * i]) ~= ARGV[4 + 2 * i] then return 0 end
+  end
+end
+local first = 3 + 2 * math.max(conditions, 0)
+if first < #ARGV then
+  redis.call('HSET', KEYS[1], unpack(ARGV, first, #ARGV))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by SCAN's glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore:
+    """``StateStore`` on a Redis server (``STATE_URL=redis://…``, ``rediss://`` for TLS)."""
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=OPERATION_TIMEOUT_S,
+            socket_connect_timeout=OPERATION_TIMEOUT_S,
+            health_check_interval=10,
+        )
+        self._prefix = prefix
+        self._set_fields = self._redis.register_script(_SET_FIELDS)
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @property
+    def degraded(self) -> bool:
+        return False
+
+    async def _do(self, what: str, operation: object) -> object:
+        """Await one Redis operation within the timeout; failures become StoreUnavailable."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                return await operation  # type: ignore[misc]
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"Redis did not answer {what} within {OPERATION_TIMEOUT_S:g} s"
+            ) from None
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis failed {what}: {exc.__class__.__name__}") from None
+
+    async def ping(self) -> None:
+        await self._do("a ping", self._redis.ping())
+
+    async def claim(self, key: str, ttl_s: float) -> Claim:
+        done = await self._do(
+            "a claim", self._redis.set(self._prefix + key, b"1", nx=True, px=_ms(ttl_s))
+        )
+        return Claim.FIRST if done else Claim.TAKEN
+
+    async def set_fields(
+        self,
+        key: str,
+        fields: Mapping[str, str],
+        ttl_s: float,
+        *,
+        only_if: Mapping[str, str] | None = None,
+    ) -> bool:
+        args: list[str | int] = [_ms(ttl_s), -1 if only_if is None else len(only_if)]
+        for name, value in (only_if or {}).items():
+            args += [name, value]
+        for name, value in fields.items():
+            args += [name, value]
+        done = await self._do(
+            "a conditional write", self._set_fields(keys=[self._prefix + key], args=args)
+        )
+        return bool(done)
+
+    async def get_fields(self, key: str) -> dict[str, str] | None:
+        raw = await self._do("a read", self._redis.hgetall(self._prefix + key))
+        if not raw:
+            return None
+        assert isinstance(raw, dict)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def put_blob(self, key: str, data: bytes, ttl_s: float) -> None:
+        await self._do("a write", self._redis.set(self._prefix + key, data, px=_ms(ttl_s)))
+
+    async def get_blob(self, key: str) -> bytes | None:
+        value = await self._do("a read", self._redis.get(self._prefix + key))
+        return value if isinstance(value, bytes) else None
+
+    async def delete(self, key: str) -> None:
+        await self._do("a delete", self._redis.delete(self._prefix + key))
+
+    async def put_text(self, key: str, text: str, ttl_s: float) -> None:
+        await self._do("a write", self._redis.set(self._prefix + key, text.encode(), px=_ms(ttl_s)))
+
+    async def texts(self, prefix: str) -> list[str]:
+        pattern = _glob_escape(self._prefix + prefix) + "*"
+
+        async def scan() -> list[str]:
+            keys = [k async for k in self._redis.scan_iter(match=pattern, count=500)]
+            if not keys:
+                return []
+            values = await self._redis.mget(keys)
+            return [v.decode() for v in values if isinstance(v, bytes)]
+
+        found = await self._do("a scan", scan())
+        assert isinstance(found, list)
+        return found
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                await self._redis.aclose()
+        except (TimeoutError, RedisError, OSError):
+            pass  # closing: nothing is waiting on it any more

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What the shared store costs: Redis commands per call, and per server while idle.
+
+Runs a fleet of real servers over a real Redis (``bridge.testing.fleet``), places calls
+that each ask a few questions, and reads Redis's own command counts (``INFO
+commandstats``) before and after. The figures go to docs/scaling.md.
+
+    .venv/bin/python scripts/measure_store.py --calls 10 --questions 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis
+
+from bridge.testing.caller import SimulatedCaller
+from bridge.testing.emulator import EmulatorOptions
+from bridge.testing.fleet import ServedFleet
+from bridge.testing.speech import load_speech
+
+QUESTION = load_speech("caller_barge_in.wav")
+
+
+def commands(url: str) -> dict[str, int]:
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+# The conditional write is one Lua script (EVALSHA); Redis counts the commands it runs
+# inside too. The bridge sends none of these itself: they are not round trips.
+IN_SCRIPT = frozenset({"exists", "hget", "hset", "pexpire"})
+
+
+def round_trips(counts: dict[str, int]) -> int:
+    return sum(v for k, v in counts.items() if k not in IN_SCRIPT)
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    out = {k: v - before.get(k, 0) for k, v in after.items()}
+    return {k: v for k, v in sorted(out.items()) if v and k not in ("info",)}
+
+
+async def call(fleet: ServedFleet, questions: int) -> SimulatedCaller:
+    caller = fleet.caller()
+    async with caller.dial():
+        for _ in range(questions):
+            await caller.say(QUESTION)
+            await caller.wait_for_answer(timeout=30)
+            await caller.wait_until_quiet(quiet_s=0.6, timeout=30)
+    return caller
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--questions", type=int, default=4)
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle fleet")
+    args = parser.parse_args()
+    options = EmulatorOptions(reply_seconds=1.5)
+    with ServedFleet(args.servers, {"GEMINI_PREWARM": "false"}, options) as fleet:
+        url = fleet.redis.url
+        time.sleep(1.0)
+        before = commands(url)
+        time.sleep(args.idle)
+        idle = delta(commands(url), before)
+        per_server_s = round_trips(idle) / args.idle / args.servers
+        print(f"idle: {per_server_s:.1f} round trips per server per second {idle}")
+
+        async def calls() -> list[SimulatedCaller]:
+            return await asyncio.gather(*(call(fleet, args.questions) for _ in range(args.calls)))
+
+        before = commands(url)
+        started = time.monotonic()
+        callers = asyncio.run(calls())
+        elapsed = time.monotonic() - started
+        busy = delta(commands(url), before)
+        background = per_server_s * args.servers * elapsed
+        per_call = (round_trips(busy) - background) / args.calls
+        minutes = (
+            sum(
+                (c.result.streams[-1].closed_at or time.monotonic())
+                - c.result.streams[0].started_at
+                for c in callers
+            )
+            / 60
+        )
+        print(
+            f"{args.calls} calls × {args.questions} questions in {elapsed:.1f} s "
+            f"({minutes / args.calls * 60:.1f} s each): {busy}"
+        )
+        used = redis.Redis.from_url(url).info("memory")["used_memory_human"]
+        print(
+            f"per call: {per_call:.1f} round trips beyond the servers' own "
+            f"({per_call / (minutes / args.calls):.1f} per call-minute); "
+            f"memory used by Redis now: {used}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

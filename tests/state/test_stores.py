@@ -1,0 +1,149 @@
+"""Both stores keep the same contract: the in-process one and Redis (a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.state import Claim, FallbackStore, MemoryStore, StateStore
+from bridge.state.redis_store import RedisStore
+from bridge.testing.redis_server import RedisServer
+from tests.fakes import Clock
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def run(coro: object) -> object:
+    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest, redis_server: RedisServer) -> object:
+    """A factory, called inside the test's event loop (redis-py binds to the loop)."""
+    counter = iter(range(1000))
+
+    def make() -> StateStore:
+        if request.param == "memory":
+            return MemoryStore()
+        return RedisStore(redis_server.url, prefix=f"test-{request.node.name}-{next(counter)}:")
+
+    return make
+
+
+def test_a_claim_succeeds_once_until_it_expires(make_store: object) -> None:
+    async def scenario() -> None:
+        store: StateStore = make_store()  # type: ignore[operator]
+        assert await store.claim("token:abc", 0.3) is Claim.FIRST
+        assert await store.claim("token:abc", 0.3) is Claim.TAKEN
+        assert await store.claim("token:other", 0.3) is Claim.FIRST
+        await asyncio.sleep(0.4)
+        assert await store.claim("token:abc", 0.3) is Claim.FIRST  # expired: a new claim
+        await store.close()
+
+    run(scenario())
+
+
+def test_concurrent_claims_have_exactly_one_winner(make_store: object) -> None:
+    async def scenario() -> None:
+        stores: list[StateStore] = [make_store() for _ in range(1)]  # type: ignore[operator]
+        store = stores[0]
+        results = await asyncio.gather(*(store.claim("answered:CA1", 5) for _ in range(20)))
+        assert results.count(Claim.FIRST) == 1 and results.count(Claim.TAKEN) == 19
+        await store.close()
+
+    run(scenario())
+
+
+def test_fields_are_written_only_while_the_condition_holds(make_store: object) -> None:
+    async def scenario() -> None:
+        store: StateStore = make_store()  # type: ignore[operator]
+        assert await store.get_fields("call:CA1") is None
+        assert not await store.set_fields("call:CA1", {"x": "1"}, 5, only_if={})  # no record
+        assert await store.set_fields("call:CA1", {"stream": "1", "owner": "a"}, 5)
+        # The instance that owns stream 1 may write; one that thinks it owns stream 2 may not.
+        assert await store.set_fields(
+            "call:CA1", {"handle": "h1"}, 5, only_if={"stream": "1", "owner": "a"}
+        )
+        assert not await store.set_fields("call:CA1", {"handle": "h2"}, 5, only_if={"stream": "2"})
+        # The next stream takes over; the old owner's late writes are refused.
+        assert await store.set_fields(
+            "call:CA1", {"stream": "2", "owner": "b"}, 5, only_if={"stream": "1"}
+        )
+        assert not await store.set_fields(
+            "call:CA1", {"handle": "late"}, 5, only_if={"stream": "1"}
+        )
+        assert await store.get_fields("call:CA1") == {"stream": "2", "owner": "b", "handle": "h1"}
+        await store.delete("call:CA1")
+        assert await store.get_fields("call:CA1") is None
+        await store.close()
+
+    run(scenario())
+
+
+def test_records_and_blobs_expire(make_store: object) -> None:
+    async def scenario() -> None:
+        store: StateStore = make_store()  # type: ignore[operator]
+        await store.set_fields("call:CA2", {"a": "b"}, 0.2)
+        await store.put_blob("question:CA2", b"\xff\x7f" * 100, 0.2)
+        assert await store.get_blob("question:CA2") == b"\xff\x7f" * 100
+        await asyncio.sleep(0.3)
+        assert await store.get_fields("call:CA2") is None
+        assert await store.get_blob("question:CA2") is None
+        await store.close()
+
+    run(scenario())
+
+
+def test_texts_are_read_back_by_prefix(make_store: object) -> None:
+    async def scenario() -> None:
+        store: StateStore = make_store()  # type: ignore[operator]
+        await store.put_text("instance:a", '{"id": "a"}', 5)
+        await store.put_text("instance:b", '{"id": "b"}', 5)
+        await store.put_text("other:c", "no", 5)
+        assert sorted(await store.texts("instance:")) == ['{"id": "a"}', '{"id": "b"}']
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_fallback_carries_on_in_process_while_redis_is_away_and_comes_back() -> None:
+    changes: list[bool] = []
+
+    async def scenario(server: RedisServer) -> None:
+        clock = Clock()
+        store = FallbackStore(
+            RedisStore(server.url, prefix="fallback:"),
+            retry_after_s=2.0,
+            on_change=changes.append,
+            clock=clock,
+        )
+        assert await store.claim("k", 60) is Claim.FIRST and store.up
+        server.stop()
+        # Redis is gone: the claim is answered from this process, at once, and says so.
+        started = asyncio.get_running_loop().time()
+        assert await store.claim("k2", 60) is Claim.FIRST_HERE
+        assert await store.claim("k2", 60) is Claim.TAKEN  # single-use still holds here
+        assert asyncio.get_running_loop().time() - started < 2.5
+        assert store.degraded and changes == [False]
+        server.start()
+        clock.now += 1.0
+        assert await store.claim("k3", 60) is Claim.FIRST_HERE  # not retried yet: still local
+        assert store.degraded
+        clock.now += 1.5
+        assert await store.claim("k4", 60) is Claim.FIRST  # retried: Redis answers again
+        assert store.up and changes == [False, True]
+        # What was claimed here during the outage is spent fleet-wide now, in Redis itself.
+        other = RedisStore(server.url, prefix="fallback:")
+        assert await other.claim("k2", 60) is Claim.TAKEN
+        assert await other.claim("k3", 60) is Claim.TAKEN
+        await other.close()
+        await store.close()
+
+    with RedisServer() as server:
+        run(scenario(server))
