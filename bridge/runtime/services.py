@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,36 +178,34 @@ class Services:
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
         """While the app serves: this instance tells the fleet it is alive and publishes
-        its calls; afterwards the shared store is closed."""
+        its calls, each on its own beat (a slow publish must never make a live instance
+        look dead); afterwards the shared store is closed."""
         stopping = asyncio.Event()
-        task = asyncio.create_task(self._present(stopping), name="fleet_presence")
+        tasks: set[asyncio.Task[None]] = set()
+        if self.fleet.shared:
+            tasks = {
+                asyncio.create_task(
+                    _every(ALIVE_EVERY_S, self.fleet.heartbeat, stopping), name="fleet_alive"
+                ),
+                asyncio.create_task(
+                    _every(FleetStats.PUBLISH_EVERY_S, self._publish, stopping), name="fleet_stats"
+                ),
+            }
         try:
             yield
         finally:
             # Asked to stop, not cancelled mid-command: on Python 3.11 a task cancelled
             # inside a redis-py command can lose the cancellation (see call/tenure.py).
             stopping.set()
-            done, _ = await asyncio.wait({task}, timeout=PRESENCE_STOP_S)
-            if not done:
-                log.warning("fleet presence did not stop; cancelled")
-                task.cancel()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=PRESENCE_STOP_S)
+                for task in pending:
+                    log.warning("%s did not stop; cancelled", task.get_name())
+                    task.cancel()
             await self.fleet.store.close()
 
-    async def _present(self, stopping: asyncio.Event) -> None:
-        if not self.fleet.shared:
-            return
-        beats = 0
-        while not stopping.is_set():
-            try:
-                await self.fleet.heartbeat()
-                if beats % round(FleetStats.PUBLISH_EVERY_S / ALIVE_EVERY_S) == 0:
-                    await self.fleet_stats.publish(self.stats())
-            except Exception:  # never let presence die: a dead one looks like a crash
-                log.exception("could not tell the fleet this instance is alive")
-            beats += 1
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ALIVE_EVERY_S):
-                    await stopping.wait()
+    async def _publish(self) -> None:
+        await self.fleet_stats.publish(self.stats())
 
     def stats(self) -> dict[str, Any]:
         """This instance's calls, as /api/calls/stats shows them."""
@@ -223,3 +222,18 @@ class Services:
     async def probe_gemini(self) -> list[ProbeResult]:
         """Open (and close) one real session per distinct setup."""
         return await self.gemini_watch.probe()
+
+
+async def _every(
+    period_s: float, action: Callable[[], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """``action`` every ``period_s`` until ``stop``; a failure is logged, never fatal (a
+    presence that died would look like a crash to the fleet)."""
+    while not stop.is_set():
+        try:
+            await action()
+        except Exception:
+            log.exception("fleet presence: %s failed", getattr(action, "__name__", "an action"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(period_s):
+                await stop.wait()

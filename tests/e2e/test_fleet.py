@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import statistics
 import urllib.parse
@@ -58,6 +59,20 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
+
+
+async def until_stats(
+    fleet: ServedFleet, index: int, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """``/api/calls/stats`` of server ``index``, once it satisfies ``predicate`` (each
+    server publishes what it holds every 2 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            answer = await asyncio.to_thread(fleet.member(index).request, "GET", "/api/calls/stats")
+            view: dict[str, Any] = json.loads(answer.text)
+            if predicate(view):
+                return view
+            await asyncio.sleep(0.2)
 
 
 async def ask(caller: SimulatedCaller) -> None:
@@ -138,6 +153,13 @@ def test_a_call_moves_when_its_server_is_deployed_away_and_the_conversation_goes
             async with caller.dial():
                 await ask(caller)
                 owner = next(i for i in range(2) if fleet.member(i).metric("bridge_active_calls"))
+                # Either server shows the fleet's calls: this one, on the server it is on.
+                name = fleet.member(owner).env["INSTANCE_NAME"]
+                for index in range(2):
+                    view = await until_stats(fleet, index, lambda v: len(v["instances"]) == 2)
+                    assert [(c["call_sid"], c["instance"]) for c in view["active_calls"]] == [
+                        (caller.call_sid, name)
+                    ]
                 stopping = asyncio.create_task(asyncio.to_thread(fleet.stop, owner))
                 await until(lambda: len(caller.result.streams) == 2, timeout=30)
                 await ask(caller)
