@@ -64,11 +64,11 @@ class FallbackStore:
     async def _either(
         self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
     ) -> T:
-        now = self._clock()
-        if self._down_since is None or now >= self._next_try:
+        if self._down_since is None or self._clock() >= self._next_try:
             try:
-                result = await shared()
+                result = await self._shared_once_more(shared)
             except StoreUnavailable as exc:
+                now = self._clock()
                 if self._down_since is None:
                     self._down_since = now
                     log.warning(
@@ -80,6 +80,7 @@ class FallbackStore:
                 self._next_try = now + self._retry_after
             else:
                 if self._down_since is not None:
+                    now = self._clock()
                     log.warning(
                         "shared state store reachable again after %.1f s", now - self._down_since
                     )
@@ -91,6 +92,17 @@ class FallbackStore:
                         pass  # gone again at once: the next operation notices
                 return result
         return await local()
+
+    async def _shared_once_more(self, shared: Callable[[], Awaitable[T]]) -> T:
+        """One failed command is not an outage: a pooled connection that Redis dropped
+        (it restarted, a proxy timed it out) fails once, and the retry gets a new one.
+        While the store is known to be down, one try is enough."""
+        try:
+            return await shared()
+        except StoreUnavailable:
+            if self._down_since is not None:
+                raise
+        return await shared()
 
     async def claim(self, key: str, ttl_s: float) -> Claim:
         async def here() -> Claim:

@@ -147,3 +147,23 @@ def test_the_fallback_carries_on_in_process_while_redis_is_away_and_comes_back()
 
     with RedisServer() as server:
         run(scenario(server))
+
+
+def test_one_dropped_connection_after_a_redis_restart_is_not_an_outage() -> None:
+    """Redis restarted while the pool held idle connections: the first command on one of
+    them fails, the retry gets a new one. Nothing is logged, nothing goes local."""
+    changes: list[bool] = []
+
+    async def scenario(server: RedisServer) -> None:
+        store = FallbackStore(RedisStore(server.url, prefix="blip:"), on_change=changes.append)
+        # Several connections in the pool, then Redis restarts under them.
+        await asyncio.gather(*(store.claim(f"warm{i}", 60) for i in range(8)))
+        server.stop()
+        server.start()
+        claims = await asyncio.gather(*(store.claim(f"after{i}", 60) for i in range(8)))
+        assert claims == [Claim.FIRST] * 8  # Redis's, not this process's
+        assert store.up and changes == []
+        await store.close()
+
+    with RedisServer() as server:
+        run(scenario(server))
