@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from bridge.call.fleet import FleetCalls
-from bridge.call.shared_call import AfterStream, CallStatus, EndReason, ReleaseReason
+from bridge.call.shared_call import (
+    AfterStream,
+    CallStatus,
+    EndReason,
+    ReleaseReason,
+    SharedCall,
+)
 from bridge.call.tenure import Tenure
 from bridge.call.transcript import Speaker, Turn
 from bridge.state import Claim, FallbackStore, MemoryStore
@@ -35,6 +41,13 @@ class Pair:
     def __init__(self, url: str, prefix: str) -> None:
         self.a = FleetCalls(RedisStore(url, prefix=prefix), "web-a", max_moves=2)
         self.b = FleetCalls(RedisStore(url, prefix=prefix), "web-b", max_moves=2)
+
+    async def live(self, call_sid: str = "CA1") -> SharedCall:
+        """A call answered by web-a, its first stream live there."""
+        await self.a.answer(call_sid, "+1", "+2")
+        record = await self.a.take(call_sid, 1)
+        assert record is not None
+        return record
 
     async def close(self) -> None:
         await self.a.store.close()
@@ -63,9 +76,8 @@ def test_a_callsid_is_answered_once_fleet_wide(redis_server: RedisServer) -> Non
 def test_a_released_call_is_handed_to_one_request_of_several(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         p = pair(redis_server)
-        await p.a.answer("CA1", "+1", "+2")
-        record = await p.a.take("CA1", 1)
-        assert record is not None and record.owner == "web-a"
+        record = await p.live()
+        assert record.owner == "web-a"
         await p.a.release(record, ReleaseReason.HANDED_OVER)
         # Twilio's request, and a replay of it racing it: one gets the next stream.
         steps = await asyncio.gather(
@@ -88,9 +100,8 @@ def test_a_released_call_is_handed_to_one_request_of_several(redis_server: Redis
 def test_a_crashed_owner_s_call_moves_once_its_presence_lapses(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         p = pair(redis_server)
-        await p.a.answer("CA1", "+1", "+2")
         await p.a.heartbeat()
-        await p.a.take("CA1", 1)
+        await p.live()
         # web-a stops beating (killed): the request waits for its presence to lapse.
         step = await p.b.after_stream("CA1", 1, "+1", "+2")
         assert step.action is AfterStream.RECONNECT
@@ -104,9 +115,7 @@ def test_a_call_ended_by_design_hangs_up_and_its_question_is_gone(
 ) -> None:
     async def scenario() -> None:
         p = pair(redis_server)
-        await p.a.answer("CA1", "+1", "+2")
-        record = await p.a.take("CA1", 1)
-        assert record is not None
+        record = await p.live()
         await p.a.save(record, b"\xff" * 160)
         assert await p.b.question("CA1") == b"\xff" * 160
         await p.a.end("CA1", 1, EndReason.END_CALL)
@@ -252,9 +261,7 @@ def test_an_action_request_replayed_after_the_record_expired_is_stale(
 
     async def scenario() -> None:
         p = pair(redis_server)
-        await p.a.answer("CA1", "+1", "+2")
-        record = await p.a.take("CA1", 1)
-        assert record is not None
+        record = await p.live()
         await p.a.release(record, ReleaseReason.STREAM_LOST)
         assert (await p.b.after_stream("CA1", 1, "+1", "+2")).action is AfterStream.RECONNECT
         await p.a.store.delete("call:CA1")  # the record's time ran out
