@@ -20,6 +20,7 @@ from ..tools.call_control import (
     transfer_call_declaration,
 )
 from ..tools.http_tool import HttpTool
+from .facts import CallFacts
 from .personas import Persona, Personas
 
 
@@ -84,6 +85,16 @@ class CallPlanner:
 
     def for_number(self, called: str) -> CallPlan:
         return self.for_persona(self.personas.for_number(called))
+
+    def persona_for(self, facts: CallFacts | None, called: str) -> Persona:
+        """The call's persona with its variables filled in: the one its facts name (the
+        pre-call webhook's or POST /api/calls' choice), else the called number's."""
+        chosen = self.personas.find(facts.persona) if facts and facts.persona else None
+        persona = chosen or self.personas.for_number(called)
+        return persona.filled(facts.variables if facts else {})
+
+    def for_call(self, facts: CallFacts | None, called: str) -> CallPlan:
+        return self.for_persona(self.persona_for(facts, called))
 
     def for_persona(self, persona: Persona) -> CallPlan:
         allowed = persona.tools

@@ -180,7 +180,8 @@ def test_personas_with_unknown_fields_or_tools_are_refused(tmp_path: Path) -> No
     assert problems(PERSONAS_FILE=str(personas)) == [
         "PERSONAS_FILE: +14155550100: unknown tool lookup (known: end_call, transfer_call)",
         "PERSONAS_FILE: +14155550101: unknown field 'prompt' "
-        "(known: system_prompt, voice, greeting, tools)",
+        "(known: name, system_prompt, voice, greeting, tools, voicemail, consent, record, "
+        "variables)",
     ]
     personas.write_text('{"+14155550100": {"voice": "Puck"\n  "greeting": "hi"}}')
     (line,) = problems(PERSONAS_FILE=str(personas))
