@@ -102,6 +102,8 @@ class CallLedger:
         self, call_sid: str, segment: StreamSegment, closing: Closing | None
     ) -> None:
         """A stream ended: its segment is kept; ``closing`` when the call ended with it."""
+        if not self.outbox.enabled:
+            return  # no reports: nothing to keep
         try:
             await self._store.put_blob(
                 f"segment:{call_sid}:{segment.stream}", segment.to_json(), FACTS_TTL_S
@@ -142,6 +144,8 @@ class CallLedger:
         )
         waiting = facts is not None and facts.record and not facts.recording_status.settled
         await self.outbox.put(call_sid, report, RECORDING_WAIT_S if waiting else 0.0)
+        for segment in segments:  # in the report now: the transcripts need not stay
+            await self._store.delete(f"segment:{call_sid}:{segment.stream}")
         log.info(
             "call over (%s, %s): report queued",
             closing.outcome.value,

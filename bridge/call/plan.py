@@ -119,7 +119,8 @@ class CallPlanner:
 
     def every_setup(self) -> dict[str, CallPlan]:
         """Every distinct assistant: the default, and each persona's (for probes, ``check``)."""
-        plans = {"default assistant": self.for_persona(self.personas.default)}
+        plans = {"default assistant": self.for_persona(self.personas.default.filled({}))}
         for number, persona in self.personas.numbers().items():
-            plans[number] = self.for_persona(persona)
+            # As a call without variables would have it: the persona's defaults filled in.
+            plans[number] = self.for_persona(persona.filled({}))
         return plans
