@@ -103,7 +103,8 @@ class ReportOutbox:
         self._counted = counted  # delivered | failed | given_up | queued
         self._wall = wall_clock
         self._wake = asyncio.Event()
-        self._sending: set[str] = set()
+        self._sending: set[str] = set()  # keys with an attempt under way here
+        self._attempts: set[asyncio.Task[None]] = set()  # owned by ``run``
 
     @property
     def enabled(self) -> bool:
@@ -138,11 +139,13 @@ class ReportOutbox:
     # --- the delivery loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver what is due, every POLL_S and whenever a report is put, until ``stop``."""
+        """Deliver what is due, every POLL_S and whenever a report is put, until ``stop``.
+        Each attempt is a task of its own (PARALLEL at most): a receiver slow to answer
+        one report holds up no other. On ``stop``, attempts under way are waited for."""
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.deliver_due()
+                await self._start_due()
             except StoreUnavailable as exc:
                 log.warning("report outbox not read: %s", exc.reason)
             except Exception:
@@ -155,6 +158,27 @@ class ReportOutbox:
                     finally:
                         for wait in waits:
                             wait.cancel()
+        if self._attempts:  # each bounded by its POST's timeout and the store's
+            await asyncio.wait(list(self._attempts), timeout=POST_TIMEOUT_S + 2)
+
+    async def _start_due(self) -> None:
+        if not self.enabled:
+            return
+        now = self._wall()
+        due = [e for e in await self.pending() if e.next_at <= now and e.key not in self._sending]
+        for envelope in due[: max(0, PARALLEL - len(self._attempts))]:
+            self._sending.add(envelope.key)
+            task = asyncio.create_task(self._attempt_logged(envelope), name="report_attempt")
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+
+    async def _attempt_logged(self, envelope: Envelope) -> None:
+        try:
+            await self._attempt(envelope)
+        except StoreUnavailable as exc:
+            log.warning("report for %s not sent: %s", envelope.key, exc.reason)
+        except Exception:
+            log.exception("report delivery failed")
 
     async def flush(self, within_s: float = FLUSH_S) -> None:
         """On shutdown: one more try of the reports due, within ``within_s``."""
@@ -196,11 +220,11 @@ class ReportOutbox:
         await asyncio.gather(*(one(e) for e in due))
 
     async def _attempt(self, envelope: Envelope) -> None:
-        claim = await self._store.claim(f"sending:{envelope.key}:{envelope.attempts}", LEASE_S)
-        if claim is Claim.TAKEN:
-            return  # another server has this attempt
         self._sending.add(envelope.key)
         try:
+            claim = await self._store.claim(f"sending:{envelope.key}:{envelope.attempts}", LEASE_S)
+            if claim is Claim.TAKEN:
+                return  # another server has this attempt
             await self._send(envelope)
         finally:
             self._sending.discard(envelope.key)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.harness import Deployment, loopback_deployment
@@ -114,6 +115,12 @@ def test_an_outbound_call_converses_with_its_variables_in_the_prompt(tmp_path: P
                 assert body["variables"] == {"name": "Ada", "time": "3 pm"}
                 assert body["persona_source"] == "request"
                 assert [t["speaker"] for t in body["transcript"]][:2] == ["assistant", "caller"]
+                # Twilio's own "completed" callback came too: still the one report.
+                assert any(
+                    c.params["CallStatus"] == "completed" for c in rest.placed[sid].status_callbacks
+                )
+                await asyncio.sleep(1.0)
+                assert len(rx.deliveries) == 1
             assert rest.errors == []
 
     run(scenario())
@@ -244,5 +251,34 @@ def test_a_recorded_call_reports_its_recording(tmp_path: Path) -> None:
                 assert got["url"].endswith(f"/Recordings/{recording.sid}")
                 assert got["duration_s"] is not None
             assert rest.errors == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "route", ["/api/outbound-call", "/api/amd-status", "/api/recording-status"]
+)
+def test_forged_twilio_callbacks_are_refused(tmp_path: Path, route: str) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver(SECRET) as rx, TwilioRestFake() as rest:
+            env = env_for(tmp_path, rx)
+            async with loopback_deployment(
+                EmulatorOptions(), env=env, twilio_http_client=rest
+            ) as d:
+                caller = d.caller(account_sid=ACCOUNT)
+                params = {
+                    **caller.webhook_params(),
+                    "AnsweredBy": "machine_end_beep",
+                    "RecordingStatus": "completed",
+                    "RecordingUrl": "https://evil.example/x",
+                }
+                forged = RequestValidator("not-the-auth-token").compute_signature(
+                    d.public_url + route, params
+                )
+                status, _ = await asyncio.to_thread(
+                    caller._post, d.public_url + route, params, forged
+                )
+                assert status == 403
+                assert rest.requests == []
 
     run(scenario())

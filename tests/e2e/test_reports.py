@@ -187,6 +187,12 @@ def test_every_ending_gives_exactly_one_report(tmp_path: Path, ending: str) -> N
                 report = await one_report(rx, timeout=20)
                 assert (report["outcome"], report["reason"]) == expected
                 assert report["call_sid"] == caller.call_sid
+                if ending in ("end_call", "transfer"):
+                    (tool,) = report["tool_calls"]
+                    assert tool["name"] == ("end_call" if ending == "end_call" else "transfer_call")
+                    assert "result" in tool and tool["ms"] >= 0
+                    if ending == "transfer":
+                        assert tool["args"] == {"number": "+14155550111"}
                 attempts = [x.headers.get("x-bridge-attempt") for x in rx.deliveries]
                 assert attempts == ["1", "2", "3"]
                 await no_second_report(rx)
@@ -238,5 +244,27 @@ def test_a_call_turned_away_is_reported_as_such(tmp_path: Path) -> None:
                         "full",
                     )
                 await rx.wait_for(2, 10)  # and the first, once it ends
+
+    run(scenario())
+
+
+def test_a_slow_receiver_never_holds_up_the_next_call(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver(SECRET) as rx:
+            rx.delay_s = 6.0  # each report's answer takes 6 s
+            env = env_for(rx, tmp_path)
+            async with loopback_deployment(EmulatorOptions(reply_seconds=0.5), env=env) as d:
+                first = d.caller(to_number=OUR_NUMBER)
+                async with first.dial() as call:
+                    await call.wait_for_answer(timeout=5)
+                await asyncio.sleep(0.5)  # its report is on its way, and held by the receiver
+                second = d.caller(to_number=OUR_NUMBER)
+                async with second.dial() as call:
+                    greeted = await call.wait_for_answer(timeout=5)
+                assert greeted - second.result.stream_started_at < 2.0
+                (first_report, _) = await rx.wait_for(2, timeout=20)
+                # The second call was greeted while the first report's POST still waited.
+                assert first_report.at < greeted < first_report.at + rx.delay_s
+                await rx.wait_for(2, timeout=20)
 
     run(scenario())

@@ -121,3 +121,35 @@ def test_a_held_report_waits_for_what_completes_it_then_goes_as_it_is() -> None:
         assert receiver.got[1][0] == {"n": 2}
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_receiver_slow_on_one_report_holds_up_no_other() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+        got: list[Any] = []
+
+        async def post(
+            url: str, payload: Any, secret: str, timeout: float, headers: dict[str, str]
+        ) -> HookAnswer:
+            got.append(payload)
+            if payload["n"] == 1:
+                await release.wait()
+            return HookAnswer(200)
+
+        store = MemoryStore()
+        box = ReportOutbox(store, "https://crm.example/r", "s" * 20, 600.0, post=post)
+        stop = asyncio.Event()
+        loop = asyncio.create_task(box.run(stop))
+        await box.put("CA1", {"n": 1})
+        await asyncio.sleep(0.05)
+        await box.put("CA2", {"n": 2})
+        async with asyncio.timeout(2):
+            while len(await box.pending()) != 1:  # the second went while the first hangs
+                await asyncio.sleep(0.01)
+        assert [p["n"] for p in got] == [1, 2]
+        release.set()
+        stop.set()
+        await loop
+        assert await box.pending() == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
