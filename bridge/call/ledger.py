@@ -140,8 +140,9 @@ class CallLedger:
         segments = await self._segments(call_sid, last)
         moves = record.moves if record is not None else max(0, len(segments) - 1)
         report = build_report(
-            call_sid, facts, segments, closing, ended_at=self._wall(), moves=moves
-        )
+            call_sid, facts, segments, closing, ended_at=self._wall(), moves=moves,
+            shared_turns=record.turns if record is not None else (),
+        )  # fmt: skip
         waiting = facts is not None and facts.record and not facts.recording_status.settled
         await self.outbox.put(call_sid, report, RECORDING_WAIT_S if waiting else 0.0)
         for segment in segments:  # in the report now: the transcripts need not stay
@@ -191,7 +192,12 @@ class CallLedger:
                 return False
         facts = await self.facts(call_sid)
         last = record.stream if record is not None else self._fleet.max_moves + 1
-        had_streams = bool(await self._segments(call_sid, last))
+        # A stream held it (its server died before it saved its part, maybe) or a later
+        # stream was handed out: the call was under way.
+        had_streams = bool(await self._segments(call_sid, last)) or (
+            record is not None
+            and (record.status in (CallStatus.LIVE, CallStatus.RELEASED) or record.stream > 1)
+        )
         await self.close(call_sid, Closing.by_twilio(status, facts, had_streams))
         return True
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from .facts import CallFacts, RecordingStatus, is_machine
 from .shared_call import EndReason
+from .transcript import Turn
 
 REPORT_VERSION = 1
 
@@ -127,13 +128,19 @@ def build_report(
     *,
     ended_at: float,
     moves: int = 0,
+    shared_turns: tuple[Turn, ...] = (),
 ) -> dict[str, Any]:
+    """``shared_turns``: the call's shared transcript, for a call whose last stream left
+    no segment (its server died)."""
     facts = facts or CallFacts(call_sid)
     start = facts.started_at or (segments[0].started_at if segments else ended_at)
     last_with_words = next((s for s in reversed(segments) if s.transcript), None)
+    turns = last_with_words.transcript if last_with_words else []
+    if len(shared_turns) > len(turns):
+        turns = [{"speaker": t.speaker.value, "text": t.text, "at": t.at} for t in shared_turns]
     transcript = [
         {"speaker": t["speaker"], "text": t["text"], "at_s": _offset(t.get("at", 0), start)}
-        for t in (last_with_words.transcript if last_with_words else [])
+        for t in turns
     ]
     tool_calls = [
         {**{k: v for k, v in call.items() if k != "at"}, "at_s": _offset(call.get("at", 0), start)}

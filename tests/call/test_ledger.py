@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from bridge.call.fleet import FleetCalls
 from bridge.call.ledger import CallLedger
 from bridge.call.report import Closing, StreamSegment
 from bridge.call.shared_call import EndReason
+from bridge.call.transcript import Speaker, Turn
 from bridge.hooks.outbox import ReportOutbox
 from bridge.state.redis_store import RedisStore
 from bridge.testing.redis_server import RedisServer
@@ -69,5 +71,29 @@ def test_twilio_s_final_status_reports_a_call_no_stream_ever_held(redis_url: str
             "no_answer",
             "no_answer",
         )
+
+    run(scenario())
+
+
+def test_a_call_whose_server_died_is_reported_from_its_shared_record(redis_url: str) -> None:
+    """The caller hung up before the call could move: Twilio's word reports it, with the
+    conversation the dead server had saved."""
+
+    async def scenario() -> None:
+        prefix = secrets.token_hex(4) + ":"
+        one = ledger(redis_url, prefix, "one")
+        dead = FleetCalls(RedisStore(redis_url, prefix=prefix), "dead", max_moves=5)
+        sid = "CA" + secrets.token_hex(16)
+        await one.write_facts(CallFacts(sid, Direction.INBOUND, "+1415", "+1416", "default"))
+        await dead.answer(sid, "+1415", "+1416")
+        record = await dead.take(sid, 1)
+        assert record is not None
+        turns = (Turn(Speaker.ASSISTANT, "Hello!", 10.0), Turn(Speaker.CALLER, "Hi", 11.0))
+        await dead.save(replace(record, turns=turns), None)
+        await one.twilio_ended(sid, "completed", 30)  # "dead" never said it is alive
+        (envelope,) = await one.outbox.pending()
+        report = envelope.payload
+        assert (report["outcome"], report["reason"]) == ("completed", "caller_hung_up")
+        assert [t["text"] for t in report["transcript"]] == ["Hello!", "Hi"]
 
     run(scenario())
