@@ -76,6 +76,16 @@ def _state_url(value: str) -> str:
     return value
 
 
+def _hook_url(value: str) -> str:
+    """An http(s) URL of the operator's own system; requests to it are signed instead of
+    carrying credentials (urllib would not send a URL's user:password@ anyway)."""
+    if "@" in urlsplit(value).netloc:  # checked first: never quote a password back
+        raise ValueError(
+            "must not carry user:password@ (requests are signed with WEBHOOK_SECRET instead)"
+        )
+    return str(v.Url(("https", "http"))(value))
+
+
 def _instance_name(value: str) -> str:
     if not (len(value) <= 40 and all(c.isascii() and (c.isalnum() or c == "-") for c in value)):
         raise ValueError("must be up to 40 letters, digits and hyphens")
@@ -410,7 +420,7 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "CALL_SETUP_URL",
-        v.Url(("https", "http")),
+        _hook_url,
         None,
         "Asked (a signed JSON POST of call_sid, from, to) for an inbound call's persona and "
         "variables before it is answered, as a CRM lookup; slow or failing: the number's "
@@ -427,7 +437,7 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "CALL_REPORT_URL",
-        v.Url(("https", "http")),
+        _hook_url,
         None,
         "Where every call's report (JSON: who, persona, variables, outcome, timed transcript, "
         "tool calls, latencies, recording) is POSTed once it ends, signed with WEBHOOK_SECRET.",

@@ -255,3 +255,15 @@ def test_env_example_copied_to_env_and_filled_in_is_a_working_configuration(tmp_
         "TWILIO_AUTH_TOKEN",
         "GEMINI_API_KEY",
     ]
+
+
+def test_report_and_setup_urls_need_the_webhook_secret_and_carry_no_password() -> None:
+    found = problems(CALL_REPORT_URL="https://crm.example/calls")
+    assert "WEBHOOK_SECRET: not set: CALL_REPORT_URL requests are signed with it" in found
+    found = problems(
+        CALL_SETUP_URL="https://bob:hunter2-password@crm.example/setup",
+        WEBHOOK_SECRET="wh-" + "s3cr3t" * 4,
+    )
+    assert any(p.startswith("CALL_SETUP_URL: must not carry user:password@") for p in found)
+    assert not any("hunter2" in p for p in found)
+    assert any(p.startswith("OUTBOUND_ALLOWLIST") for p in problems(OUTBOUND_ALLOWLIST="+1,44"))
