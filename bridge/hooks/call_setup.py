@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .signed_post import post_signed
+from .signed_post import SETUP_THREADS, post_signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,11 @@ async def ask_call_setup(
     url: str, secret: str, timeout_s: float, *, call_sid: str, caller: str, called: str
 ) -> SetupAnswer:
     answer = await post_signed(
-        url, {"call_sid": call_sid, "from": caller, "to": called}, secret, timeout_s
+        url,
+        {"call_sid": call_sid, "from": caller, "to": called},
+        secret,
+        timeout_s,
+        threads=SETUP_THREADS,
     )
     if not answer.ok:
         return SetupAnswer(problem=answer.problem or f"answered HTTP {answer.status}")

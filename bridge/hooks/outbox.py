@@ -1,8 +1,9 @@
 """Reports on their way to CALL_REPORT_URL: kept in the fleet's store until delivered.
 
-A report is put in the outbox (``outbox:<CallSid>``, a JSON envelope) the moment its call
-is over, and delivered beside the calls, never in their way: each server runs one
-delivery loop that looks for envelopes due, claims one attempt of one report
+A report is put in the outbox (``outbox:<CallSid>``, a JSON envelope, scheduled in the
+store's ``outbox`` queue at the time its next attempt is due) the moment its call is
+over, and delivered beside the calls, never in their way: each server runs one
+delivery loop that reads the envelopes due (never a scan), claims one attempt of one report
 (``sending:<CallSid>:<attempt>``, so two servers never send the same attempt), POSTs it
 signed, and on success removes it. A receiver that fails or does not answer gets the
 report again after 1, 2, 4, ... s (at most 5 minutes apart) until CALL_REPORT_RETRY_FOR
@@ -41,6 +42,8 @@ LEASE_S = 60.0  # one attempt's claim: after a crash, another server retries the
 MAX_BACKOFF_S = 300.0
 POST_TIMEOUT_S = 10.0
 PARALLEL = 4  # reports sent at once by one server
+QUEUE = "outbox"
+BATCH = 100  # envelopes read per look at the queue
 FLUSH_S = 5.0  # on shutdown, how long reports due are still tried
 
 
@@ -120,20 +123,36 @@ class ReportOutbox:
         envelope = Envelope(
             key, payload, 0, now, now + self._retry_for_s + hold_s, now + hold_s if hold_s else 0
         )
-        await self._store.put_text(self._key(key), envelope.text(), self._ttl())
+        await self._keep(envelope)
         self._counted("queued")
         self._wake.set()
+
+    async def _keep(self, envelope: Envelope) -> None:
+        key = self._key(envelope.key)
+        await self._store.put_blob(key, envelope.text().encode(), self._ttl())
+        await self._store.schedule(QUEUE, key, envelope.next_at)
+
+    async def _drop(self, envelope: Envelope) -> None:
+        key = self._key(envelope.key)
+        await self._store.delete(key)
+        await self._store.unschedule(QUEUE, key)
 
     def _ttl(self) -> float:
         return self._retry_for_s + MAX_BACKOFF_S + 3600.0
 
-    async def pending(self) -> list[Envelope]:
+    async def pending(self, until: float = float("inf"), limit: int = BATCH) -> list[Envelope]:
+        """The envelopes due by ``until`` (all of them by default), earliest first."""
         found = []
-        for text in await self._store.texts("outbox:"):
+        for key in await self._store.due(QUEUE, until, limit):
+            data = await self._store.get_blob(key)
+            if data is None:  # expired, or delivered by another server meanwhile
+                await self._store.unschedule(QUEUE, key)
+                continue
             try:
-                found.append(Envelope.from_text(text))
+                found.append(Envelope.from_text(data.decode()))
             except (ValueError, TypeError) as exc:
                 log.error("unreadable report in the outbox (%s): dropped", exc.__class__.__name__)
+                await self._store.unschedule(QUEUE, key)
         return found
 
     # --- the delivery loop ----------------------------------------------------------------------
@@ -164,8 +183,7 @@ class ReportOutbox:
     async def _start_due(self) -> None:
         if not self.enabled:
             return
-        now = self._wall()
-        due = [e for e in await self.pending() if e.next_at <= now and e.key not in self._sending]
+        due = [e for e in await self.pending(self._wall()) if e.key not in self._sending]
         for envelope in due[: max(0, PARALLEL - len(self._attempts))]:
             self._sending.add(envelope.key)
             task = asyncio.create_task(self._attempt_logged(envelope), name="report_attempt")
@@ -186,7 +204,7 @@ class ReportOutbox:
             return
         try:
             async with asyncio.timeout(within_s):
-                await self.deliver_due()
+                await self.deliver_due(final=True)
         except (TimeoutError, StoreUnavailable):
             pass
         left = [e.key for e in await self._pending_quietly()]
@@ -204,34 +222,35 @@ class ReportOutbox:
         except StoreUnavailable:
             return []
 
-    async def deliver_due(self) -> None:
+    async def deliver_due(self, *, final: bool = False) -> None:
+        """Every report due, now, waiting for the attempts; ``final``: those still held for
+        what would complete them go as they are (shutdown)."""
         if not self.enabled:
             return
-        now = self._wall()
-        due = [e for e in await self.pending() if e.next_at <= now and e.key not in self._sending]
+        due = [e for e in await self.pending(self._wall()) if e.key not in self._sending]
         if not due:
             return
         gate = asyncio.Semaphore(PARALLEL)
 
         async def one(envelope: Envelope) -> None:
             async with gate:
-                await self._attempt(envelope)
+                await self._attempt(envelope, final=final)
 
         await asyncio.gather(*(one(e) for e in due))
 
-    async def _attempt(self, envelope: Envelope) -> None:
+    async def _attempt(self, envelope: Envelope, *, final: bool = False) -> None:
         self._sending.add(envelope.key)
         try:
             claim = await self._store.claim(f"sending:{envelope.key}:{envelope.attempts}", LEASE_S)
             if claim is Claim.TAKEN:
                 return  # another server has this attempt
-            await self._send(envelope)
+            await self._send(envelope, final)
         finally:
             self._sending.discard(envelope.key)
 
-    async def _send(self, envelope: Envelope) -> None:
+    async def _send(self, envelope: Envelope, final: bool) -> None:
         now = self._wall()
-        held = envelope.hold_until > now
+        held = envelope.hold_until > now and not final
         payload, ready = await self.complete(envelope, not held)
         if not ready:
             # Waiting for what completes it: look again at the next poll (same attempt).
@@ -243,7 +262,7 @@ class ReportOutbox:
             self.url, payload, self._secret, POST_TIMEOUT_S, {"X-Bridge-Attempt": str(attempt)}
         )
         if answer.ok:
-            await self._store.delete(self._key(envelope.key))
+            await self._drop(envelope)
             self._counted("delivered")
             log.info(
                 "call report delivered (attempt %d)",
@@ -253,7 +272,7 @@ class ReportOutbox:
             return
         now = self._wall()
         if now >= envelope.give_up_at:
-            await self._store.delete(self._key(envelope.key))
+            await self._drop(envelope)
             self._counted("given_up")
             log.error(
                 "call report for %s given up after %d attempts: the receiver %s",
@@ -270,7 +289,7 @@ class ReportOutbox:
             envelope.give_up_at,
             0.0,
         )
-        await self._store.put_text(self._key(envelope.key), later.text(), self._ttl())
+        await self._keep(later)
         self._counted("failed")
         log.warning(
             "call report for %s not delivered (attempt %d): the receiver %s; trying again in "

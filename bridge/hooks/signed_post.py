@@ -3,8 +3,9 @@
 urllib with the same rules as the HTTP tools: http(s) only, no redirect followed (a 3xx
 is an answer, not a new place to send the body and its signature to), a timeout on
 every request, the answer read up to a cap. The event loop never waits on the
-receiver: the request runs in ``HOOK_THREADS``, so a slow CRM cannot delay a tool, a
-hang-up or another call's webhook.
+receiver: the request runs in a thread of its kind's own pool (lookups, reports), so a
+slow CRM or report receiver cannot delay a tool, a hang-up, another call's webhook or
+the other kind of request.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from typing import Any
 from ..threads import ThreadPool
 from .signature import SIGNATURE_HEADER, signature_header
 
-HOOK_THREADS = ThreadPool("hooks", 4)
+# Each kind of request has threads of its own: reports to a slow receiver never make an
+# inbound call's pre-call lookup wait for a thread.
+SETUP_THREADS = ThreadPool("call-setup", 4)
+REPORT_THREADS = ThreadPool("reports", 4)
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "gemini-phone-bridge"
 
@@ -78,17 +82,25 @@ def _post(
         reason = getattr(exc, "reason", None)
         name = (reason if isinstance(reason, Exception) else exc).__class__.__name__
         return HookAnswer(0, b"", f"could not be reached ({name})")
+    except Exception as exc:  # a malformed answer (http.client), a bad URL: never raised
+        return HookAnswer(0, b"", f"failed ({exc.__class__.__name__})")
 
 
 async def post_signed(
-    url: str, payload: Any, secret: str, timeout_s: float, headers: dict[str, str] | None = None
+    url: str,
+    payload: Any,
+    secret: str,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+    threads: ThreadPool = REPORT_THREADS,
 ) -> HookAnswer:
-    """POST ``payload`` as JSON, signed; never raises for what the receiver does."""
+    """POST ``payload`` as JSON, signed, within ``timeout_s`` all told (waiting for a
+    thread included); never raises for what the receiver does."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     try:
         # urllib's timeout is per socket operation: a receiver trickling its answer would
         # hold the request far longer. The thread finishes on its own; nobody waits on it.
-        async with asyncio.timeout(timeout_s + 1):
-            return await HOOK_THREADS.run(_post, url, body, secret, timeout_s, headers or {})
+        async with asyncio.timeout(timeout_s):
+            return await threads.run(_post, url, body, secret, timeout_s, headers or {})
     except TimeoutError:
         return HookAnswer(0, b"", f"did not answer within {timeout_s:g} s")
