@@ -50,6 +50,7 @@ class RecordingStatus(StrEnum):
 class MachineAction(StrEnum):
     MESSAGE_LEFT = "message_left"
     HUNG_UP = "hung_up"
+    NOT_HANDLED = "not_handled"  # Twilio refused both the message and the hang-up
 
 
 def is_machine(answered_by: str) -> bool:

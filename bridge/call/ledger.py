@@ -66,6 +66,24 @@ class CallLedger:
     async def write_facts(self, facts: CallFacts) -> None:
         await self._store.set_fields(f"facts:{facts.call_sid}", facts.fields(), FACTS_TTL_S)
 
+    async def write_order(self, order: str, facts: CallFacts) -> None:
+        """An outbound call's facts before Twilio has given it a CallSid: should the answer
+        to the REST request be lost, the call's first callback still finds them."""
+        await self._store.set_fields(f"order:{order}", facts.fields(), FACTS_TTL_S)
+
+    async def facts_of(self, call_sid: str, order: str | None) -> CallFacts | None:
+        """The call's facts; for an outbound call whose CallSid never came back from the
+        REST request, those of its ``order``, adopted under its CallSid now."""
+        facts = await self.facts(call_sid)
+        if facts is not None or not order:
+            return facts
+        fields = await self._store.get_fields(f"order:{order}")
+        if not fields:
+            return None
+        await self._store.set_fields(f"facts:{call_sid}", fields, FACTS_TTL_S)
+        log.warning("call %s: adopted the facts of order %s", call_sid, order)
+        return await self.facts(call_sid)
+
     async def note(self, call_sid: str, fields: dict[str, str]) -> None:
         """Some facts learnt later (a verdict, a recording), written beside the others."""
         await self._store.set_fields(f"facts:{call_sid}", fields, FACTS_TTL_S)

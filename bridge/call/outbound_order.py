@@ -18,6 +18,9 @@ from .personas import Persona, Personas
 from .variables import VariablesRefused, checked
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# The voicemail goes to Twilio as inline TwiML in a call update, which takes 4,000
+# characters at most, markup included.
+MAX_VOICEMAIL_CHARS = 3000
 FIELDS = frozenset({"to", "from", "persona", "variables"})
 
 
@@ -84,5 +87,9 @@ def read_order(data: Any, personas: Personas, allowlist: tuple[str, ...]) -> Out
     if gaps := persona.missing(variables):
         raise OrderRefused(
             400, f"persona {persona.name!r} uses variables nobody gave: {', '.join(gaps)}"
+        )
+    if len(persona.filled(variables).voicemail) > MAX_VOICEMAIL_CHARS:
+        raise OrderRefused(
+            400, f"the voicemail with these variables is over {MAX_VOICEMAIL_CHARS} characters"
         )
     return OutboundOrder(to, from_, persona, variables)

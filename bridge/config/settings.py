@@ -101,15 +101,18 @@ class Settings:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
         return f"{self.public_url}/api/call-status"
 
-    @property
-    def outbound_call_url(self) -> str:
-        """Where Twilio fetches an outbound call's TwiML once it is answered."""
-        return f"{self.public_url}/api/outbound-call"
+    def outbound_call_url(self, order: str) -> str:
+        """Where Twilio fetches an outbound call's TwiML once it is answered; ``order``
+        names what was asked for, before Twilio gave the call its CallSid."""
+        return f"{self.public_url}/api/outbound-call?order={order}"
 
-    @property
-    def amd_status_url(self) -> str:
+    def amd_status_url(self, order: str) -> str:
         """Twilio's answering-machine verdict on an outbound call."""
-        return f"{self.public_url}/api/amd-status"
+        return f"{self.public_url}/api/amd-status?order={order}"
+
+    def outbound_status_url(self, order: str) -> str:
+        """An outbound call's status callbacks: the log route, naming its order."""
+        return f"{self.public_url}/api/call-status?order={order}"
 
     @property
     def recording_status_url(self) -> str:

@@ -29,11 +29,12 @@ REST_TIMEOUT_S = 10.0
 
 
 class TwilioCallError(Exception):
-    """A REST change to a call failed; ``reason`` is safe to log."""
+    """A REST change to a call failed; ``reason`` is safe to log. ``uncertain``: Twilio
+    did not answer, so it may have done it all the same."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, uncertain: bool = False) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.uncertain = reason, uncertain
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,9 @@ class TwilioCalls:
         try:
             return await asyncio.wait_for(REST_THREADS.run(work), REST_TIMEOUT_S)
         except TimeoutError:
-            raise TwilioCallError(f"Twilio did not answer within {REST_TIMEOUT_S:g} s") from None
+            raise TwilioCallError(
+                f"Twilio did not answer within {REST_TIMEOUT_S:g} s", uncertain=True
+            ) from None
         except TwilioRestException as exc:
             detail = f": {exc.code} {str(exc.msg)[:200]}" if exc.code else ""
             raise TwilioCallError(f"Twilio refused {what} (HTTP {exc.status}{detail})") from None
@@ -135,4 +138,6 @@ class TwilioCalls:
             status = getattr(exc, "status", None)
             raise TwilioCallError(f"Twilio refused {what} (HTTP {status})") from None
         except OSError as exc:
-            raise TwilioCallError(f"cannot reach Twilio: {exc.__class__.__name__}") from None
+            raise TwilioCallError(
+                f"cannot reach Twilio: {exc.__class__.__name__}", uncertain=True
+            ) from None

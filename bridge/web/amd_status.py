@@ -19,6 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from ..call.facts import Direction, MachineAction, is_machine
 from ..runtime.services import Services
 from ..twilio.rest import TwilioCallError
+from .outbound import order_of
 from .twilio_form import signed_twilio_form
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def amd_status(request: Request) -> Response:
         counter.labels("bad_request").inc()
         return PlainTextResponse("missing or malformed AnsweredBy\n", status_code=400)
     ledger = services.ledger
-    facts = await ledger.facts(call_sid)
+    facts = await ledger.facts_of(call_sid, order_of(request))
     if facts is None or facts.direction is not Direction.OUTBOUND:
         counter.labels("unknown_call").inc()
         log.warning("answering-machine verdict for %s, a call this bridge did not place", call_sid)
@@ -49,18 +50,27 @@ async def amd_status(request: Request) -> Response:
         return Response(status_code=204)
     persona = services.planner.persona_for(facts, facts.called)
     action = MachineAction.MESSAGE_LEFT if persona.voicemail else MachineAction.HUNG_UP
-    # Written before the call changes: its stream ends the call when it stops, and the
-    # report reads how.
+    # Written before the call changes (its stream ends the call when it stops, and the
+    # report reads how), and put right should Twilio refuse.
     await ledger.note(call_sid, {"answered_by": answered_by, "machine_action": action.value})
     rest = services.twilio_calls
-    assert rest is not None  # the call was placed with it
+    if rest is None:  # placed by a server with TWILIO_ACCOUNT_SID; this one has none
+        log.error("call %s: a machine answered and this server cannot change calls", call_sid)
+        await ledger.note(call_sid, {"machine_action": MachineAction.NOT_HANDLED.value})
+        return Response(status_code=204)
     try:
         if persona.voicemail:
             await rest.say_and_hang_up(call_sid, persona.voicemail, services.twiml.say_voice)
         else:
             await rest.hang_up(call_sid)
     except TwilioCallError as exc:
-        log.error("call %s: answering machine not handled: %s", call_sid, exc.reason)
+        log.error("call %s: voicemail not left: %s", call_sid, exc.reason)
+        try:
+            await rest.hang_up(call_sid)
+            action = MachineAction.HUNG_UP
+        except TwilioCallError:
+            action = MachineAction.NOT_HANDLED
+        await ledger.note(call_sid, {"machine_action": action.value})
         return Response(status_code=204)
     log.info(
         "call %s answered by a machine (%s): %s",

@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import secrets
 import time
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,7 +37,10 @@ from .webhook import stream_twiml
 log = logging.getLogger(__name__)
 
 MAX_ORDER_BYTES = 32 * 1024
-FACTS_WAIT_S = 3.0  # a call answered the instant it was placed: its facts are on their way
+FACTS_WAIT_S = 3.0
+ORDER_ID = re.compile(
+    r"OR[0-9a-f]{32}"
+)  # a call answered the instant it was placed: its facts are on their way
 
 
 def _refused(status: int, reason: str) -> JSONResponse:
@@ -70,43 +76,59 @@ async def place_call(request: Request) -> Response:
         counter.labels("refused").inc()
         return _refused(exc.status, exc.reason)
     registry = services.registry
-    if not services.fleet.shared and not registry.has_room:
+    # The place is kept from before the dial (under the order's id, then its CallSid), so
+    # calls placed at once cannot overshoot MAX_CONCURRENT_CALLS; none while draining.
+    order_id = new_order_id()
+    if registry.draining or (not services.fleet.shared and not registry.reserve(order_id)):
         counter.labels("busy").inc()
         return _refused(
             503, f"the bridge is {registry.not_ready_reason or 'full'}: nothing dialled"
         )
-    placed_at = time.time()
-    try:
-        call_sid = await rest.place(
-            OutboundRequest(
-                to=order.to,
-                from_=order.from_,
-                url=settings.outbound_call_url,
-                status_callback=settings.status_callback_url,
-                amd_callback=settings.amd_status_url,
-            )
-        )
-    except TwilioCallError as exc:
-        counter.labels("twilio_error").inc()
-        log.error("outbound call not placed: %s", exc.reason)
-        return _refused(502, exc.reason)
-    if not services.fleet.shared:
-        registry.reserve(call_sid)  # while it rings; the stream takes the place
     persona = order.persona
     record = persona.record if persona.record is not None else settings.record_calls
     facts = CallFacts(
-        call_sid,
+        "",
         Direction.OUTBOUND,
         caller=order.from_,
         called=order.to,
         persona=persona.key,
         variables=order.variables,
         persona_source=PersonaSource.REQUEST,
-        started_at=placed_at,
+        started_at=time.time(),
         amd=True,
         record=record,
     )
-    await services.ledger.write_facts(facts)
+    ledger = services.ledger
+    await ledger.write_order(order_id, facts)
+    try:
+        call_sid = await rest.place(
+            OutboundRequest(
+                to=order.to,
+                from_=order.from_,
+                url=settings.outbound_call_url(order_id),
+                status_callback=settings.outbound_status_url(order_id),
+                amd_callback=settings.amd_status_url(order_id),
+            )
+        )
+    except TwilioCallError as exc:
+        counter.labels("twilio_error").inc()
+        if exc.uncertain:
+            # Twilio may have placed it: its place stays reserved (it lapses), and its
+            # first callback finds its facts by the order's id, so it is reported.
+            log.error("outbound call %s may have been placed: %s", order_id, exc.reason)
+            return JSONResponse(
+                {
+                    "error": f"{exc.reason}: the call may have been placed (do not retry at "
+                    "once; if it was, its report names this order)",
+                    "order": order_id,
+                },
+                status_code=504,
+            )
+        registry.unreserve(order_id)
+        log.error("outbound call not placed: %s", exc.reason)
+        return _refused(502, exc.reason)
+    registry.rekey(order_id, call_sid)  # while it rings; the stream takes the place
+    await ledger.write_facts(replace(facts, call_sid=call_sid))
     counter.labels("placed").inc()
     log.info("placed call %s as %s", call_sid, persona.name)
     return JSONResponse(
@@ -117,9 +139,20 @@ async def place_call(request: Request) -> Response:
             "from": order.from_,
             "persona": persona.name,
             "variables": order.variables,
+            "order": order_id,
         },
         status_code=201,
     )
+
+
+def new_order_id() -> str:
+    return "OR" + secrets.token_hex(16)
+
+
+def order_of(request: Request) -> str | None:
+    """The ``order`` our own callback URLs carry (Twilio signed them, query and all)."""
+    order = request.query_params.get("order", "")
+    return order if ORDER_ID.fullmatch(order) else None
 
 
 async def outbound_call(request: Request) -> Response:
@@ -129,13 +162,13 @@ async def outbound_call(request: Request) -> Response:
     params = await signed_twilio_form(request, services, counter, "outbound-call webhook")
     if isinstance(params, Response):
         return params
-    call_sid = params["CallSid"]
+    call_sid, order = params["CallSid"], order_of(request)
     ledger = services.ledger
-    facts = await ledger.facts(call_sid)
+    facts = await ledger.facts_of(call_sid, order)
     deadline = time.monotonic() + FACTS_WAIT_S
     while facts is None and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-        facts = await ledger.facts(call_sid)
+        facts = await ledger.facts_of(call_sid, order)
     if facts is None or facts.direction is not Direction.OUTBOUND:
         counter.labels("unknown_call").inc()
         log.warning(

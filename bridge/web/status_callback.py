@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from ..call.report import FINAL_STATUSES
 from ..runtime.services import Services
+from .outbound import order_of
 from .twilio_form import signed_twilio_form
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ async def call_status(request: Request) -> Response:
     if not stream_event and status in FINAL_STATUSES:
         if status != "completed":
             services.registry.unreserve(call_sid)  # an outbound call that never connected
+            services.registry.unreserve(order_of(request) or "")
         duration = params.get("CallDuration", "")
+        if (order := order_of(request)) is not None:
+            await services.ledger.facts_of(call_sid, order)  # a call placed, its SID lost
         await services.ledger.twilio_ended(
             call_sid, status, int(duration) if duration.isdigit() else None
         )

@@ -92,7 +92,7 @@ def test_an_outbound_call_converses_with_its_variables_in_the_prompt(tmp_path: P
                 sid = answer["call_sid"]
                 assert answer["from"] == OURS and answer["persona"] == "reminders"
                 form = rest.placed[sid].form
-                assert form["Url"] == d.public_url + "/api/outbound-call"
+                assert form["Url"] == d.public_url + f"/api/outbound-call?order={answer['order']}"
                 assert form["MachineDetection"] == "DetectMessageEnd" and form["AsyncAmd"] == "true"
                 person = await rest.answered(sid)
                 assert person.result.twilio_said == ["This call may be recorded."]  # consent
@@ -280,5 +280,40 @@ def test_forged_twilio_callbacks_are_refused(tmp_path: Path, route: str) -> None
                 )
                 assert status == 403
                 assert rest.requests == []
+
+    run(scenario())
+
+
+def test_calls_placed_at_once_never_overshoot_the_capacity(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver(SECRET) as rx, TwilioRestFake() as rest:
+            rest.callees[PERSON] = Callee(CalleeKind.NO_ANSWER, ring_s=5.0)
+            env = env_for(tmp_path, rx, MAX_CONCURRENT_CALLS="1")
+            async with loopback_deployment(
+                EmulatorOptions(), env=env, twilio_http_client=rest
+            ) as d:
+                answers = await asyncio.gather(*(place(d, ORDER) for _ in range(3)))
+                assert sorted(status for status, _ in answers) == [201, 503, 503]
+                assert len(placed_calls(rest)) == 1
+                assert d.services.registry.in_use == 1
+
+    run(scenario())
+
+
+def test_a_voicemail_twilio_refuses_is_reported_as_not_left(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with WebhookReceiver(SECRET) as rx, TwilioRestFake() as rest:
+            rest.callees[PERSON] = Callee(CalleeKind.MACHINE, machine_timeout_s=2.0)
+            async with loopback_deployment(
+                EmulatorOptions(), env=env_for(tmp_path, rx), twilio_http_client=rest
+            ) as d:
+                status, answer = await place(d, ORDER)
+                assert status == 201
+                rest.status = 500  # from now on Twilio refuses every change to the call
+                (report,) = await rx.wait_for(1, 40)
+                assert report.json["outcome"] == "voicemail"
+                assert report.json["voicemail"] == "not_handled"
+                assert rest.placed[answer["call_sid"]].voicemail == []
+                assert d.emulator.sessions == []
 
     run(scenario())
