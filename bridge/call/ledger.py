@@ -120,8 +120,11 @@ class CallLedger:
         self, call_sid: str, segment: StreamSegment, closing: Closing | None
     ) -> None:
         """A stream ended: its segment is kept; ``closing`` when the call ended with it."""
-        if not self.outbox.enabled:
-            return  # no reports: nothing to keep
+        if not self.outbox.enabled:  # no reports: nothing to keep, nothing kept longer
+            if closing is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.delete(f"facts:{call_sid}")
+            return
         try:
             await self._store.put_blob(
                 f"segment:{call_sid}:{segment.stream}", segment.to_json(), FACTS_TTL_S
@@ -188,12 +191,12 @@ class CallLedger:
         """Twilio's final status for the call. It reports the call now if no stream of
         ours holds it; else it watches (a task of its own) until that stream has ended
         it or is gone."""
+        if not self.outbox.enabled:
+            return
         fields = {"twilio_status": status}
         if duration_s is not None:
             fields["twilio_duration_s"] = str(duration_s)
         await self.note(call_sid, fields)
-        if not self.outbox.enabled:
-            return
         if await self._settle(call_sid, status):
             return
         task = asyncio.create_task(self._watch(call_sid, status), name="report_watch")

@@ -134,8 +134,9 @@ def build_report(
     no segment (its server died)."""
     facts = facts or CallFacts(call_sid)
     start = facts.started_at or (segments[0].started_at if segments else ended_at)
-    last_with_words = next((s for s in reversed(segments) if s.transcript), None)
-    turns = last_with_words.transcript if last_with_words else []
+    # Each stream's own turns, whole, in order; the shared record's (the last 60, cut
+    # short) only when streams left no part (their server died) and it holds more.
+    turns: list[dict[str, Any]] = [t for s in segments for t in s.transcript]
     if len(shared_turns) > len(turns):
         turns = [{"speaker": t.speaker.value, "text": t.text, "at": t.at} for t in shared_turns]
     transcript = [
@@ -161,7 +162,7 @@ def build_report(
         "started_at": iso(start),
         "answered_at": iso(answered),
         "ended_at": iso(ended_at),
-        "duration_s": round(ended_at - (answered or start), 1) if (answered or start) else 0.0,
+        "duration_s": round(max(0.0, ended_at - answered), 1) if answered else 0.0,
         "outcome": closing.outcome.value,
         "reason": closing.reason,
         "answered_by": facts.answered_by or None,

@@ -27,6 +27,7 @@ class Turn:
     speaker: Speaker
     text: str
     at: float = 0.0  # wall time of its first fragment (0: not known)
+    carried: bool = False  # said on an earlier stream of the call (restored)
 
 
 class Transcript:
@@ -53,7 +54,7 @@ class Transcript:
 
     def restore(self, turns: tuple[Turn, ...]) -> None:
         """What was said on the call's earlier streams (another server's, maybe)."""
-        self._turns.extend(Turn(t.speaker, t.text, t.at) for t in turns)
+        self._turns.extend(Turn(t.speaker, t.text, t.at, carried=True) for t in turns)
         self._open = False
         self._added += len(turns)
         self._added_at_end = self._added

@@ -194,6 +194,10 @@ def _cross_checks(values: dict[str, Any], errors: list[ConfigError]) -> None:
         errors.append(
             ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
         )
+    if values["RECORD_CALLS"] and not values["TWILIO_ACCOUNT_SID"]:
+        errors.append(
+            ConfigError("RECORD_CALLS", "needs TWILIO_ACCOUNT_SID (recordings are asked of Twilio)")
+        )
     for hook in ("CALL_REPORT_URL", "CALL_SETUP_URL"):
         if values[hook] is not None and not values["WEBHOOK_SECRET"]:
             errors.append(

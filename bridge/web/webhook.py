@@ -112,7 +112,8 @@ async def inbound_facts(services: Services, call_sid: str, caller: str, called: 
         variables=variables,
         persona_source=source,
         started_at=time.time(),
-        record=persona.record if persona.record is not None else settings.record_calls,
+        record=(persona.record if persona.record is not None else settings.record_calls)
+        and services.twilio_calls is not None,  # recordings are asked of Twilio's REST API
     )
 
 
