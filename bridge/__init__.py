@@ -9,6 +9,7 @@ The layers, each a package, from the top; a package imports only those below it
     call             one phone call: its I/O loop and the state machines it drives
     gemini  twilio   the two protocols (sans-I/O), their sessions and clients;
     tools   audio    the assistant's tools; the audio conversion (sans-I/O);
+    hooks            signed requests to the operator's systems: call setup, reports
     state            what a fleet of servers shares (this process, or Redis)
     config           settings; observability: logs and metrics; threads: bounded pools
 

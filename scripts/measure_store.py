@@ -6,15 +6,23 @@ that each ask a few questions, and reads Redis's own command counts (``INFO
 commandstats``) before and after. The figures go to docs/scaling.md.
 
     .venv/bin/python scripts/measure_store.py --calls 10 --questions 4
+    .venv/bin/python scripts/measure_store.py --calls 10 --questions 4 --reports
+
+``--reports`` adds CALL_REPORT_URL (a receiver in this process that answers 204): what
+a report costs in Redis, and how long after its call it is delivered.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,15 +65,37 @@ async def call(fleet: ServedFleet, questions: int) -> SimulatedCaller:
     return caller
 
 
+class Receiver(BaseHTTPRequestHandler):
+    """Takes every report at once, noting when it came."""
+
+    arrivals: ClassVar[list[float]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        Receiver.arrivals.append(time.monotonic())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--questions", type=int, default=4)
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle fleet")
+    parser.add_argument("--reports", action="store_true", help="with CALL_REPORT_URL")
     args = parser.parse_args()
     options = EmulatorOptions(reply_seconds=1.5)
-    with ServedFleet(args.servers, {"GEMINI_PREWARM": "false"}, options) as fleet:
+    settings = {"GEMINI_PREWARM": "false"}
+    if args.reports:
+        receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        settings["CALL_REPORT_URL"] = f"http://127.0.0.1:{receiver.server_port}/report"
+        settings["WEBHOOK_SECRET"] = "measure-store-" + "s3" * 10
+    with ServedFleet(args.servers, settings, options) as fleet:
         url = fleet.redis.url
         time.sleep(1.0)
         before = commands(url)
@@ -80,6 +110,16 @@ def main() -> int:
         before = commands(url)
         started = time.monotonic()
         callers = asyncio.run(calls())
+        if args.reports:
+            deadline = time.monotonic() + 30
+            while len(Receiver.arrivals) < args.calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ends = sorted(c.result.ended_at or c.result.streams[-1].closed_at or 0 for c in callers)
+            after = [a - e for a, e in zip(sorted(Receiver.arrivals), ends, strict=False)]
+            print(
+                f"reports: {len(Receiver.arrivals)} of {args.calls}; hang-up to delivery median "
+                f"{statistics.median(after) * 1000:.0f} ms, worst {max(after) * 1000:.0f} ms"
+            )
         elapsed = time.monotonic() - started
         busy = delta(commands(url), before)
         background = per_server_s * args.servers * elapsed

@@ -170,7 +170,9 @@ def test_service_ingress_and_autoscaler_point_at_real_things() -> None:
     ]
     assert set(ingress_paths) == {
         "/api/inbound-call", "/voice-stream", "/api/call-status", "/api/stream-ended",
+        "/api/outbound-call", "/api/amd-status", "/api/recording-status",
     } <= paths  # fmt: skip
+    assert "/api/calls" not in ingress_paths  # placing calls is the operator's
     # Twilio is told to call back at these: every one must reach the pod.
     env = {"PUBLIC_URL": "https://x.example.com", "TWILIO_AUTH_TOKEN": "twilio-auth-token-123"}
     settings = load_settings({**env, "GEMINI_API_KEY": "gemini-key-for-tests"}, env_file=None)

@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bridge"
 
 FOUNDATION = {"config", "observability", "threads"}
-PROTOCOLS = {"gemini", "twilio", "tools", "audio", "state"}
+PROTOCOLS = {"gemini", "twilio", "tools", "audio", "state", "hooks"}
 # What each layer may import of the bridge, besides itself.
 MAY_IMPORT: dict[str, set[str]] = {
     "config": set(),
@@ -21,6 +21,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "observability": {"config"},
     "audio": set(),
     "state": set(),
+    "hooks": {"config", "observability", "threads", "state"},
     "gemini": {"config", "observability"},
     "twilio": {"config", "observability", "threads"},
     "tools": {"gemini", "config", "observability", "threads"},

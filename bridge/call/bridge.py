@@ -48,6 +48,7 @@ from ..gemini.link import GeminiLink, GeminiLinkLost, LinkEvents, LinkState, Swa
 from ..gemini.session import GeminiSetupError, SetupFailure
 from ..gemini.wire import FunctionResponse, ServerContent
 from ..observability.logs import tag_call
+from ..state import StoreUnavailable
 from ..tools import ToolRunner
 from ..twilio.media_streams import (
     Dtmf,
@@ -62,15 +63,18 @@ from ..twilio.media_streams import (
     media_message,
     parse_twilio_event,
 )
+from ..twilio.rest import TwilioCallError, TwilioCalls
 from ..twilio.security import StreamGrant
 from ..twilio.stream_state import StreamViolation, TwilioStream
 from .audio_pace import AudioPace
 from .ending import CallEnding
+from .facts import CallFacts, RecordingStatus, is_machine
 from .model_turns import ModelTurns
 from .outcome import CallOutcome, CloseCode, Rejection, StreamRejected
 from .plan import CallPlan
 from .rate_limit import TokenBucket
 from .registry import CallRecord, NoRoom
+from .report import Closing, StreamSegment
 from .resources import CallResources
 from .shared_call import EndReason, ReleaseReason, SharedCall
 from .stream_auth import VIOLATION_CLOSE
@@ -92,6 +96,11 @@ class CallEnd(Enum):
 # A call hands over to another server at a quiet moment: nobody speaking, nothing
 # playing, no question waiting for its answer, no tool running.
 QUIET_RECHECK_S = 0.25
+# An outbound call's verdict (a person or a machine): Twilio's detection gives one within
+# its own 30 s timeout; after that the call goes on as with a person.
+VERDICT_WAIT_S = 35.0
+VERDICT_POLL_S = 0.1
+MACHINE_MESSAGE_S = 30.0  # after a machine's verdict, its message replaces the stream
 
 
 class CallBridge:
@@ -121,6 +130,7 @@ class CallBridge:
         self._tenure: Tenure | None = None
         self._handing_over = False
         self._activity = asyncio.Event()  # something that may make the call quiet happened
+        self._recording: asyncio.Task[None] | None = None
 
     # --- the call's life ------------------------------------------------------------------
 
@@ -152,13 +162,20 @@ class CallBridge:
             await self._close(CloseCode.POLICY, "stream superseded")
             return
         self._tenure = tenure
+        ledger = self._resources.ledger
+        facts = await self._facts()
         try:
             with registry.admit(self, start.call_sid, start.stream_sid, caller, called) as record:
                 self._record = record
                 record.stream = grant.stream
                 self._model.started_at = record.started_mono  # first audio counts from here
-                plan = self._resources.planner.for_number(called)
-                record.outcome = await self._bridge(record, plan, tenure)
+                plan = self._resources.planner.for_call(facts, called)
+                self._start_recording(facts)
+                if facts is not None and facts.awaiting_verdict and not tenure.picks_up:
+                    record.outcome = await self._after_verdict(record, plan, tenure)
+                else:
+                    record.outcome = await self._bridge(record, plan, tenure)
+                await ledger.stream_over(self._call_sid, self._segment(record), self._closing())
         except NoRoom:
             registry.rejected(Rejection.OVER_CAPACITY)
             log.warning("stream refused: no room on this instance")
@@ -166,9 +183,167 @@ class CallBridge:
                 await tenure.release(ReleaseReason.NO_ROOM)
             else:
                 await tenure.end(EndReason.NO_ROOM)
+                await ledger.close(self._call_sid, Closing.ended(EndReason.NO_ROOM))
             await self._close(CloseCode.TRY_AGAIN, "over capacity")
         finally:
+            if self._recording is not None:  # bounded by the REST timeout
+                await asyncio.gather(self._recording, return_exceptions=True)
             await tenure.close()
+
+    async def _facts(self) -> CallFacts | None:
+        """Who the call is with and as which persona (None: the store cannot say now, and
+        the called number's persona answers)."""
+        try:
+            return await self._resources.ledger.facts(self._call_sid)
+        except StoreUnavailable as exc:
+            log.warning("call facts not read: %s", exc.reason)
+            return None
+
+    def _segment(self, record: CallRecord) -> StreamSegment:
+        """What this stream saw, for the call's report."""
+        return StreamSegment(
+            stream=record.stream,
+            server=self._resources.fleet.instance,
+            started_at=record.started_at,
+            ended_at=time.time(),
+            outcome=record.outcome.value,
+            failure=record.failure,
+            gemini_setup_ms=record.gemini_setup_ms,
+            first_audio_ms=record.first_audio_ms,
+            turn_ms=list(record.turn_latencies_ms),
+            reconnects=record.reconnects,
+            interruptions=record.interruptions,
+            tool_calls=list(self._tools.log),
+            transcript=self.transcript.timed(),
+        )
+
+    def _closing(self) -> Closing | None:
+        """The call ended with this stream (None: it goes on, on another)."""
+        ended = self._tenure.ended if self._tenure is not None else None
+        return Closing.ended(ended) if ended is not None else None
+
+    # --- an outbound call: a person, or a machine? ----------------------------------------------
+
+    async def _after_verdict(
+        self, record: CallRecord, plan: CallPlan, tenure: Tenure
+    ) -> CallOutcome:
+        """Twilio's answering-machine detection runs beside the stream: Gemini is opened
+        only once a person (or an unsure verdict) has answered, so a machine costs no
+        session. A machine's message is left by whoever gets the verdict (``web``): its
+        TwiML replaces the stream's, which stops."""
+        reader = asyncio.create_task(self._until_stop(), name="until_verdict")
+        try:
+            verdict = await self._verdict(reader)
+            if verdict is None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                return await self._bridge(record, plan, tenure)
+            done, _ = await asyncio.wait({reader}, timeout=MACHINE_MESSAGE_S)
+            error = reader.exception() if done else None
+            ended = reader.result() if done and error is None else None
+        finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+        if isinstance(error, StreamRejected):
+            record.failure = error.reason
+            self._metrics.stream_rejections.labels(error.rejection.value).inc()
+            log.warning("stream closed: %s", error.reason)
+            await tenure.end(EndReason.FAILED)
+            await self._close(error.code, error.reason)
+            return CallOutcome.FAILED
+        if error is not None:
+            raise error
+        machine = is_machine(verdict)
+        if machine:
+            log.info("an answering machine answered (%s): no conversation", verdict)
+        await tenure.end(EndReason.MACHINE if machine else EndReason.CALLER_HUNG_UP)
+        if ended is None or ended is CallEnd.STREAM_LOST:
+            await self._close(CloseCode.NORMAL, "answering machine")
+        return CallOutcome.COMPLETED
+
+    async def _verdict(self, reader: asyncio.Task[CallEnd]) -> str | None:
+        """None once a person answered (or no verdict came in time, or it was unsure);
+        else the machine's verdict, or "" when the line ended first."""
+        deadline = time.monotonic() + VERDICT_WAIT_S
+        while time.monotonic() < deadline:
+            done, _ = await asyncio.wait({reader}, timeout=VERDICT_POLL_S)
+            facts = await self._facts()
+            if done:  # the line ended: a machine's verdict may have ended it
+                answered_by = facts.answered_by if facts is not None else ""
+                return answered_by if is_machine(answered_by) else ""
+            if facts is None or not facts.awaiting_verdict:
+                answered_by = facts.answered_by if facts is not None else ""
+                return answered_by if is_machine(answered_by) else None
+        log.warning(
+            "no answering-machine verdict within %.0f s: taking it as a person", VERDICT_WAIT_S
+        )
+        return None
+
+    async def _until_stop(self) -> CallEnd:
+        """Read the stream (its audio is not for anyone yet) until it stops."""
+        while True:
+            try:
+                frame = await self._receive_frame()
+            except WebSocketDisconnect:
+                return CallEnd.STREAM_LOST
+            try:
+                event = parse_twilio_event(frame)
+            except ProtocolError as exc:
+                raise StreamRejected(
+                    f"malformed frame: {exc}", CloseCode.INVALID_DATA, Rejection.PROTOCOL
+                ) from None
+            if type(event) is Media:
+                if not self._pace.take(len(event.payload)):
+                    raise StreamRejected(
+                        "caller audio ahead of the wall clock",
+                        CloseCode.POLICY,
+                        Rejection.AUDIO_TOO_FAST,
+                    )
+                continue
+            try:
+                if isinstance(self._stream.after_start(event), Stop):
+                    return CallEnd.CALLER_HUNG_UP
+            except StreamViolation as exc:
+                raise StreamRejected(
+                    str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
+                ) from None
+
+    # --- the recording ----------------------------------------------------------------------
+
+    def _start_recording(self, facts: CallFacts | None) -> None:
+        """A two-channel recording, asked of Twilio's REST API beside the call."""
+        rest = self._resources.rest
+        if facts is None or not facts.record or rest is None:
+            return
+        if facts.recording_status is not RecordingStatus.NONE:
+            return  # an earlier stream of the call started it
+        self._recording = asyncio.create_task(
+            self._start_recording_now(rest), name="start_recording"
+        )
+
+    async def _start_recording_now(self, rest: TwilioCalls) -> None:
+        ledger, sid = self._resources.ledger, self._call_sid
+        try:
+            if not await ledger.claim_recording(sid):
+                return
+            await ledger.note(sid, {"recording_status": RecordingStatus.STARTING.value})
+            try:
+                recording = await rest.start_recording(sid, self._resources.recording_callback)
+            except TwilioCallError as exc:
+                log.error("recording not started: %s", exc.reason)
+                await ledger.note(
+                    sid,
+                    {
+                        "recording_status": RecordingStatus.FAILED.value,
+                        "recording_problem": exc.reason,
+                    },
+                )
+                return
+            log.info("recording the call (%s)", recording)
+            await ledger.recording_started(sid, recording)
+        except StoreUnavailable as exc:
+            log.warning("recording state not kept: %s", exc.reason)
 
     async def _authenticated_start(self) -> tuple[Start, StreamGrant]:
         try:

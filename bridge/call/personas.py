@@ -5,16 +5,37 @@
 tools that number may use); what a persona leaves out comes from the settings.
 A field or tool name the bridge does not know is refused at start-up: a typo
 would otherwise quietly give that number the defaults.
+
+For calls it places and reports, a persona may also have a ``name`` (``POST
+/api/calls`` and the pre-call webhook may choose it by name or by number), a
+``voicemail`` message for an answering machine (none: hang up on machines), a
+``consent`` line Twilio speaks before the assistant (``This call is recorded``),
+``record`` (overrides RECORD_CALLS) and ``variables``: default values for the
+``{{placeholders}}`` its texts use (``call.variables``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import BUILTIN_TOOLS, VOICES, ConfigError, ConfigErrors, Settings, read_json_file
+from .variables import VariablesRefused, checked, fill, missing
 
-FIELDS = ("system_prompt", "voice", "greeting", "tools")
+FIELDS = (
+    "name",
+    "system_prompt",
+    "voice",
+    "greeting",
+    "tools",
+    "voicemail",
+    "consent",
+    "record",
+    "variables",
+)
+TEXT_FIELDS = ("name", "system_prompt", "greeting", "voicemail", "consent")
+DEFAULT_NAME = "default"
 NAME = "PERSONAS_FILE"
 
 
@@ -24,15 +45,53 @@ class Persona:
     voice: str
     greeting: str
     tools: frozenset[str] | None  # None: every configured tool
+    number: str = ""  # the number it answers (and calls from); "" for the default
+    name: str = DEFAULT_NAME
+    voicemail: str = ""  # left on an answering machine; "" hangs up on machines
+    consent: str = ""  # spoken by Twilio before the stream connects
+    record: bool | None = None  # None: RECORD_CALLS decides
+    variables: Mapping[str, str] = field(default_factory=dict)  # defaults for placeholders
+
+    @property
+    def key(self) -> str:
+        """How a call's records name it: its number, or the default's name."""
+        return self.number or DEFAULT_NAME
+
+    def texts(self) -> tuple[str, ...]:
+        """What the call's variables fill."""
+        return (self.system_prompt, self.greeting, self.voicemail, self.consent)
+
+    def missing(self, variables: Mapping[str, str]) -> list[str]:
+        """Placeholders neither ``variables`` nor the persona's defaults give a value."""
+        return missing(self.texts(), {**self.variables, **variables})
+
+    def filled(self, variables: Mapping[str, str]) -> Persona:
+        """This persona for one call: its texts with the call's variables in them."""
+        values = {**self.variables, **variables}
+        return replace(
+            self,
+            system_prompt=fill(self.system_prompt, values),
+            greeting=fill(self.greeting, values),
+            voicemail=fill(self.voicemail, values),
+            consent=fill(self.consent, values),
+        )
 
 
 class Personas:
     def __init__(self, default: Persona, by_number: dict[str, Persona]) -> None:
         self.default = default
         self._by_number = by_number
+        self._by_name = {p.name: p for p in by_number.values() if p.name != DEFAULT_NAME}
 
     def for_number(self, called: str) -> Persona:
         return self._by_number.get(called.replace(" ", ""), self.default)
+
+    def find(self, key: str) -> Persona | None:
+        """A persona by its name or its number (``default``: the default one); None if
+        there is no such persona."""
+        if key == DEFAULT_NAME:
+            return self.default
+        return self._by_number.get(key.replace(" ", "")) or self._by_name.get(key)
 
     def numbers(self) -> dict[str, Persona]:
         return dict(self._by_number)
@@ -53,6 +112,10 @@ class Personas:
             persona = _persona(number, entry, default, known_tools, problems)
             if persona is not None:
                 by_number[number] = persona
+        names = [p.name for p in by_number.values() if p.name != DEFAULT_NAME]
+        problems += [
+            f"two personas are named {n!r}" for n in sorted(set(names)) if names.count(n) > 1
+        ]
         if problems:
             raise ConfigErrors([ConfigError(NAME, p) for p in problems])
         return cls(default, by_number)
@@ -79,9 +142,19 @@ def _persona(
     for key in entry:
         if key not in FIELDS:
             problems.append(f"{number}: unknown field {key!r} (known: {', '.join(FIELDS)})")
-    for key in ("system_prompt", "greeting"):
+    for key in TEXT_FIELDS:
         if key in entry and not isinstance(entry[key], str):
             problems.append(f"{number}: {key} must be text")
+    name = entry.get("name", DEFAULT_NAME)
+    if isinstance(name, str) and (name.startswith("+") or not 0 < len(name) <= 64):
+        problems.append(f"{number}: name must be 1-64 characters, not a number")
+    if "record" in entry and not isinstance(entry["record"], bool):
+        problems.append(f"{number}: record must be true or false")
+    try:
+        defaults = checked(entry.get("variables"), f"{number}: variables")
+    except VariablesRefused as exc:
+        problems.append(str(exc))
+        defaults = {}
     voice = entry.get("voice", default.voice)
     if voice not in VOICES:
         problems.append(f"{number}: unknown voice {voice!r} (names are case-sensitive)")
@@ -100,4 +173,10 @@ def _persona(
         voice=voice,
         greeting=entry.get("greeting", default.greeting),
         tools=frozenset(tools) if tools is not None else None,
+        number=number,
+        name=name,
+        voicemail=entry.get("voicemail", ""),
+        consent=entry.get("consent", ""),
+        record=entry.get("record"),
+        variables=defaults,
     )

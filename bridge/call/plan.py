@@ -20,6 +20,7 @@ from ..tools.call_control import (
     transfer_call_declaration,
 )
 from ..tools.http_tool import HttpTool
+from .facts import CallFacts
 from .personas import Persona, Personas
 
 
@@ -85,6 +86,16 @@ class CallPlanner:
     def for_number(self, called: str) -> CallPlan:
         return self.for_persona(self.personas.for_number(called))
 
+    def persona_for(self, facts: CallFacts | None, called: str) -> Persona:
+        """The call's persona with its variables filled in: the one its facts name (the
+        pre-call webhook's or POST /api/calls' choice), else the called number's."""
+        chosen = self.personas.find(facts.persona) if facts and facts.persona else None
+        persona = chosen or self.personas.for_number(called)
+        return persona.filled(facts.variables if facts else {})
+
+    def for_call(self, facts: CallFacts | None, called: str) -> CallPlan:
+        return self.for_persona(self.persona_for(facts, called))
+
     def for_persona(self, persona: Persona) -> CallPlan:
         allowed = persona.tools
         builtins = tuple(n for n in self.builtins_on if allowed is None or n in allowed)
@@ -108,7 +119,8 @@ class CallPlanner:
 
     def every_setup(self) -> dict[str, CallPlan]:
         """Every distinct assistant: the default, and each persona's (for probes, ``check``)."""
-        plans = {"default assistant": self.for_persona(self.personas.default)}
+        plans = {"default assistant": self.for_persona(self.personas.default.filled({}))}
         for number, persona in self.personas.numbers().items():
-            plans[number] = self.for_persona(persona)
+            # As a call without variables would have it: the persona's defaults filled in.
+            plans[number] = self.for_persona(persona.filled({}))
         return plans

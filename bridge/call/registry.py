@@ -191,6 +191,11 @@ class CallRegistry:
         self._reserved[call_sid] = self._clock() + RESERVATION_S
         return True
 
+    def rekey(self, old: str, new: str) -> None:
+        """A place reserved before the call had its CallSid (an outbound call being placed)."""
+        if (expiry := self._reserved.pop(old, None)) is not None:
+            self._reserved[new] = expiry
+
     def unreserve(self, call_sid: str) -> None:
         """A reservation that will not be used (the webhook was a replay)."""
         self._reserved.pop(call_sid, None)

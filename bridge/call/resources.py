@@ -11,6 +11,7 @@ from ..gemini.link_policy import LinkPolicy
 from ..observability.metrics import BridgeMetrics
 from ..twilio.rest import TwilioCalls
 from .fleet import FleetCalls
+from .ledger import CallLedger
 from .plan import CallPlanner
 from .prewarm import Prewarm
 from .registry import CallRegistry
@@ -47,6 +48,8 @@ class CallResources:
     tool_timeout_s: float
     link_policy: LinkPolicy
     goodbye_instruction: str  # when the server goes away
+    ledger: CallLedger  # each call's facts, its streams' segments, its one report
+    recording_callback: str  # where Twilio says a recording is ready
     guards: CallGuards = field(default_factory=CallGuards)
     # Each call's Gemini setup, for the readiness watch: (worked, why not).
     on_gemini_setup: Callable[[bool, str], None] = field(default=lambda ok, reason: None)

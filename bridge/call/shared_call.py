@@ -50,6 +50,7 @@ class EndReason(StrEnum):
     FAILED = "failed"  # the stream broke the protocol, or the bridge failed
     MOVES_EXHAUSTED = "moves_exhausted"
     NO_ROOM = "no_room"  # the only server was full or going away
+    MACHINE = "machine"  # an answering machine answered an outbound call
 
     @property
     def apologise(self) -> bool:
@@ -153,14 +154,18 @@ class SharedCall:
 def turns_json(turns: tuple[Turn, ...]) -> str:
     kept = turns[-MAX_SHARED_TURNS:]
     return json.dumps(
-        [[t.speaker.value, t.text[:MAX_SHARED_TURN_CHARS]] for t in kept], ensure_ascii=False
+        [[t.speaker.value, t.text[:MAX_SHARED_TURN_CHARS], round(t.at, 3)] for t in kept],
+        ensure_ascii=False,
     )
 
 
 def turns_from_json(text: str) -> tuple[Turn, ...]:
     if not text:
         return ()
-    return tuple(Turn(Speaker(speaker), str(said)) for speaker, said in json.loads(text))
+    return tuple(
+        Turn(Speaker(turn[0]), str(turn[1]), float(turn[2]) if len(turn) > 2 else 0.0)
+        for turn in json.loads(text)
+    )
 
 
 # --- what an ``action`` request gets ---------------------------------------------------------

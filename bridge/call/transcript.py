@@ -7,7 +7,9 @@ the model's turn ends. Bounded: a long call keeps its most recent turns.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,10 +26,15 @@ class Speaker(StrEnum):
 class Turn:
     speaker: Speaker
     text: str
+    at: float = 0.0  # wall time of its first fragment (0: not known)
+    carried: bool = False  # said on an earlier stream of the call (restored)
 
 
 class Transcript:
-    def __init__(self, max_turns: int = MAX_TURNS) -> None:
+    def __init__(
+        self, max_turns: int = MAX_TURNS, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._wall = wall_clock
         self._turns: deque[Turn] = deque(maxlen=max_turns)
         self._open = False  # the last turn still takes fragments
         self._added = 0  # turns ever added
@@ -41,13 +48,13 @@ class Transcript:
             if len(last.text) < MAX_TURN_CHARS:
                 last.text = (last.text + fragment)[:MAX_TURN_CHARS]
             return
-        self._turns.append(Turn(speaker, fragment.lstrip()[:MAX_TURN_CHARS]))
+        self._turns.append(Turn(speaker, fragment.lstrip()[:MAX_TURN_CHARS], self._wall()))
         self._open = True
         self._added += 1
 
     def restore(self, turns: tuple[Turn, ...]) -> None:
         """What was said on the call's earlier streams (another server's, maybe)."""
-        self._turns.extend(Turn(t.speaker, t.text) for t in turns)
+        self._turns.extend(Turn(t.speaker, t.text, t.at, carried=True) for t in turns)
         self._open = False
         self._added += len(turns)
         self._added_at_end = self._added
@@ -71,6 +78,12 @@ class Transcript:
     @property
     def turns(self) -> list[Turn]:
         return list(self._turns)
+
+    def timed(self) -> list[dict[str, object]]:
+        """Every turn kept, with the wall time it began (for the call's report)."""
+        return [
+            {"speaker": t.speaker.value, "text": t.text.strip(), "at": t.at} for t in self._turns
+        ]
 
     def tail(self, n: int) -> list[dict[str, str]]:
         return [{"speaker": t.speaker, "text": t.text.strip()} for t in list(self._turns)[-n:]]

@@ -11,7 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "STREAM_TOKEN_SECRET", "GEMINI_API_KEY", "OPERATOR_TOKEN")
+SECRET_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "STREAM_TOKEN_SECRET",
+    "GEMINI_API_KEY",
+    "OPERATOR_TOKEN",
+    "WEBHOOK_SECRET",
+)
 # Twilio's auth tokens are 32 characters and Google's API keys 39; 16 random
 # characters are well beyond guessing.
 MIN_SECRET_CHARS = 16

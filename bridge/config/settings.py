@@ -62,6 +62,13 @@ class Settings:
     twilio_phone_number: str | None = None
     ngrok_authtoken: str | None = None
     log_probes: bool = False
+    call_setup_url: str | None = None
+    call_setup_timeout: float = 3.0
+    call_report_url: str | None = None
+    call_report_retry_for: float = 3600.0
+    webhook_secret: str | None = None
+    record_calls: bool = False
+    outbound_allowlist: tuple[str, ...] = ()
 
     @property
     def uses_vertex(self) -> bool:
@@ -94,6 +101,24 @@ class Settings:
         """Twilio's status callbacks (call and stream) land on the log-only route."""
         return f"{self.public_url}/api/call-status"
 
+    def outbound_call_url(self, order: str) -> str:
+        """Where Twilio fetches an outbound call's TwiML once it is answered; ``order``
+        names what was asked for, before Twilio gave the call its CallSid."""
+        return f"{self.public_url}/api/outbound-call?order={order}"
+
+    def amd_status_url(self, order: str) -> str:
+        """Twilio's answering-machine verdict on an outbound call."""
+        return f"{self.public_url}/api/amd-status?order={order}"
+
+    def outbound_status_url(self, order: str) -> str:
+        """An outbound call's status callbacks: the log route, naming its order."""
+        return f"{self.public_url}/api/call-status?order={order}"
+
+    @property
+    def recording_status_url(self) -> str:
+        """Twilio's word that a call's recording is ready (its URL and duration)."""
+        return f"{self.public_url}/api/recording-status"
+
     def _state_url_passwords(self) -> list[str]:
         """STATE_URL's password as written (percent-encoded) and as Redis is sent it."""
         password = urlsplit(self.state_url).password if self.state_url else None
@@ -107,6 +132,7 @@ class Settings:
             self.gemini_api_key,
             self.operator_token,
             self.ngrok_authtoken,
+            self.webhook_secret,
             self.state_url,
             *self._state_url_passwords(),
         ]
@@ -168,6 +194,15 @@ def _cross_checks(values: dict[str, Any], errors: list[ConfigError]) -> None:
         errors.append(
             ConfigError("SYSTEM_PROMPT_FILE", "set either SYSTEM_PROMPT or SYSTEM_PROMPT_FILE")
         )
+    if values["RECORD_CALLS"] and not values["TWILIO_ACCOUNT_SID"]:
+        errors.append(
+            ConfigError("RECORD_CALLS", "needs TWILIO_ACCOUNT_SID (recordings are asked of Twilio)")
+        )
+    for hook in ("CALL_REPORT_URL", "CALL_SETUP_URL"):
+        if values[hook] is not None and not values["WEBHOOK_SECRET"]:
+            errors.append(
+                ConfigError("WEBHOOK_SECRET", f"not set: {hook} requests are signed with it")
+            )
     secrets = {name: values[name] for name in SECRET_SETTINGS}
     errors.extend(ConfigError(name, problem) for name, problem in weak_secrets(secrets))
 

@@ -76,6 +76,16 @@ def _state_url(value: str) -> str:
     return value
 
 
+def _hook_url(value: str) -> str:
+    """An http(s) URL of the operator's own system; requests to it are signed instead of
+    carrying credentials (urllib would not send a URL's user:password@ anyway)."""
+    if "@" in urlsplit(value).netloc:  # checked first: never quote a password back
+        raise ValueError(
+            "must not carry user:password@ (requests are signed with WEBHOOK_SECRET instead)"
+        )
+    return str(v.Url(("https", "http"))(value))
+
+
 def _instance_name(value: str) -> str:
     if not (len(value) <= 40 and all(c.isascii() and (c.isalnum() or c == "-") for c in value)):
         raise ValueError("must be up to 40 letters, digits and hyphens")
@@ -150,6 +160,7 @@ class Setting:
 TWILIO = "Twilio"
 GEMINI = "Gemini"
 ASSISTANT = "The assistant"
+CALLS = "Outbound calls, reports, recordings"
 OPERATIONS = "Operations"
 DEVELOPMENT = "Development"
 
@@ -408,6 +419,64 @@ TABLE: tuple[Setting, ...] = (
         attr=None,
     ),
     Setting(
+        "CALL_SETUP_URL",
+        _hook_url,
+        None,
+        "Asked (a signed JSON POST of call_sid, from, to) for an inbound call's persona and "
+        "variables before it is answered, as a CRM lookup; slow or failing: the number's "
+        "persona.",
+        CALLS,
+    ),
+    Setting(
+        "CALL_SETUP_TIMEOUT",
+        v.Seconds(0.2, 10),
+        3.0,
+        "Seconds CALL_SETUP_URL has to answer (0.2-10) before the call goes on with the "
+        "number's persona (Twilio waits 15 s for the whole webhook).",
+        CALLS,
+    ),
+    Setting(
+        "CALL_REPORT_URL",
+        _hook_url,
+        None,
+        "Where every call's report (JSON: who, persona, variables, outcome, timed transcript, "
+        "tool calls, latencies, recording) is POSTed once it ends, signed with WEBHOOK_SECRET.",
+        CALLS,
+    ),
+    Setting(
+        "CALL_REPORT_RETRY_FOR",
+        v.Seconds(10, 7 * 24 * 3600),
+        3600.0,
+        "Seconds a report the receiver refuses is retried, with backoff (with STATE_URL, "
+        "across restarts), before it is given up and logged.",
+        CALLS,
+    ),
+    Setting(
+        "WEBHOOK_SECRET",
+        v.text,
+        None,
+        "Signs report and call-setup requests (X-Bridge-Signature: t=<unix time>,v1=<hex "
+        'HMAC-SHA256 of "<t>.<body>">); needed with CALL_REPORT_URL or CALL_SETUP_URL.',
+        CALLS,
+    ),
+    Setting(
+        "RECORD_CALLS",
+        v.flag,
+        False,
+        "Record every call in two channels (caller, assistant) through Twilio's REST API when "
+        'its stream starts; a persona\'s "record" overrides it. The URL is in the report.',
+        CALLS,
+    ),
+    Setting(
+        "OUTBOUND_ALLOWLIST",
+        v.phone_prefixes,
+        (),
+        "Comma-separated E.164 prefixes (+1415, +4420) POST /api/calls may dial; empty: any "
+        "number.",
+        CALLS,
+        shown="any number",
+    ),
+    Setting(
         "MAX_CONCURRENT_CALLS",
         v.WholeNumber(1, "calls"),
         None,
@@ -456,7 +525,7 @@ TABLE: tuple[Setting, ...] = (
         v.text,
         None,
         "Bearer token (or Basic password) for the stats API, /metrics and the dashboard; "
-        "without it they answer loopback clients only.",
+        "without it they answer loopback clients only. POST /api/calls always needs it.",
         OPERATIONS,
     ),
     Setting(
@@ -508,5 +577,5 @@ TABLE: tuple[Setting, ...] = (
         DEVELOPMENT,
     ),
 )
-SECTIONS = (TWILIO, GEMINI, ASSISTANT, OPERATIONS, DEVELOPMENT)
+SECTIONS = (TWILIO, GEMINI, ASSISTANT, CALLS, OPERATIONS, DEVELOPMENT)
 BY_NAME = {setting.name: setting for setting in TABLE}

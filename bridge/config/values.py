@@ -120,6 +120,19 @@ def phone_numbers(value: str) -> tuple[str, ...]:
     return tuple(phone_number(n) for n in value.split(",") if n.strip())
 
 
+def phone_prefixes(value: str) -> tuple[str, ...]:
+    """Comma-separated starts of E.164 numbers (``+1``, ``+4420``)."""
+    prefixes = []
+    for item in value.split(","):
+        prefix = item.strip().replace(" ", "")
+        if not prefix:
+            continue
+        if not (prefix.startswith("+") and prefix[1:].isdigit() and 2 <= len(prefix) <= 16):
+            raise ValueError(f"{prefix!r} is not the start of an E.164 number such as +1415")
+        prefixes.append(prefix)
+    return tuple(prefixes)
+
+
 @dataclass(frozen=True)
 class Names:
     """A comma-separated set drawn from ``known`` (empty text: none)."""

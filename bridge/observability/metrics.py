@@ -167,6 +167,36 @@ class BridgeMetrics:
             "carries on with what it holds itself",
             registry=r,
         )
+        self.call_setups = Counter(
+            "bridge_call_setup_lookups",
+            "CALL_SETUP_URL lookups before an inbound call: used, or failed (the number's persona)",
+            ["result"],
+            registry=r,
+        )
+        self.outbound_calls = Counter(
+            "bridge_outbound_calls",
+            "POST /api/calls: placed, or why not (refused, busy, twilio_error)",
+            ["result"],
+            registry=r,
+        )
+        self.call_reports = Counter(
+            "bridge_call_reports",
+            "Call reports: queued, delivered, failed (an attempt the receiver refused), given_up",
+            ["result"],
+            registry=r,
+        )
+        self.answering_machine = Counter(
+            "bridge_answering_machine_verdicts",
+            "Twilio's answering-machine verdicts on outbound calls (AnsweredBy)",
+            ["answered_by"],
+            registry=r,
+        )
+        self.recording_callbacks = Counter(
+            "bridge_recording_callbacks",
+            "Twilio's recording status callbacks, by status or why one was refused",
+            ["status"],
+            registry=r,
+        )
         self.status_callbacks = Counter(
             "bridge_twilio_status_callbacks",
             "Twilio status callbacks: call statuses and stream events, or why one was refused",

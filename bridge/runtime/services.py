@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..call.fleet import ALIVE_EVERY_S, FleetCalls
+from ..call.ledger import CallLedger
 from ..call.personas import Personas
 from ..call.plan import CallPlanner
 from ..call.prewarm import Prewarm
@@ -23,6 +24,7 @@ from ..gemini.endpoint import GeminiEndpoint
 from ..gemini.link import session_opener
 from ..gemini.link_policy import LinkPolicy
 from ..gemini.watch import GeminiWatch, ProbeResult, probe_configs
+from ..hooks.outbox import ReportOutbox
 from ..observability.logs import SecretScrub
 from ..observability.metrics import BridgeMetrics
 from ..state import FallbackStore, MemoryStore, StateStore
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HAND_OVER_WAIT_S = 20.0  # a call waits this long at most for a quiet moment to move
 PRESENCE_STOP_S = 3.0  # a heartbeat under way is bounded by the store's own timeouts
+OUTBOX_STOP_S = 12.0  # a report's POST under way is bounded by its 10 s timeout
 
 
 def instance_name(configured: str | None) -> str:
@@ -67,6 +70,7 @@ class Services:
     stream_tokens: StreamTokens
     fleet: FleetCalls  # the calls' shared records (answered CallSids, spent tokens, moves)
     fleet_stats: FleetStats  # what every instance of the fleet publishes
+    ledger: CallLedger  # each call's facts and its one report
     registry: CallRegistry  # admission, the stats, the gauges
     planner: CallPlanner  # what a number's call gets
     prewarm: Prewarm
@@ -112,6 +116,14 @@ class Services:
         registry = CallRegistry(
             settings.max_concurrent_calls, metrics, log_transcripts=settings.log_transcripts
         )
+        outbox = ReportOutbox(
+            fleet.store,
+            settings.call_report_url,
+            settings.webhook_secret or "",
+            settings.call_report_retry_for,
+            counted=lambda result: metrics.call_reports.labels(result).inc(),
+        )
+        ledger = CallLedger(fleet, outbox)
         prewarm = Prewarm(settings.prewarm_ttl, lambda r: metrics.prewarm.labels(r).inc())
         twiml = TwimlSettings.load(settings.twiml_dir)
 
@@ -136,6 +148,8 @@ class Services:
                 stall_timeout_s=settings.gemini_stall_timeout,
             ),
             goodbye_instruction=twiml.goodbye_instruction,
+            ledger=ledger,
+            recording_callback=settings.recording_status_url,
             guards=guards or CallGuards(),
             on_gemini_setup=watch.on_call_setup,
         )
@@ -147,6 +161,7 @@ class Services:
             stream_tokens=tokens,
             fleet=fleet,
             fleet_stats=FleetStats(fleet.store, instance),
+            ledger=ledger,
             registry=registry,
             planner=planner,
             prewarm=prewarm,
@@ -179,9 +194,16 @@ class Services:
     async def running(self) -> Any:
         """While the app serves: this instance tells the fleet it is alive and publishes
         its calls, each on its own beat (a slow publish must never make a live instance
-        look dead); afterwards the shared store is closed."""
+        look dead), and delivers call reports; afterwards the reports due get one more
+        try and the shared store is closed."""
         stopping = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
+        outbox = self.ledger.outbox
+        delivering = (
+            asyncio.create_task(outbox.run(stopping), name="report_outbox")
+            if outbox.enabled
+            else None
+        )
         if self.fleet.shared:
             tasks = {
                 asyncio.create_task(
@@ -202,6 +224,14 @@ class Services:
                 for task in pending:
                     log.warning("%s did not stop; cancelled", task.get_name())
                     task.cancel()
+            await self.ledger.close_watches()
+            if delivering is not None:
+                # A POST under way is bounded by its own timeout.
+                done, _ = await asyncio.wait({delivering}, timeout=OUTBOX_STOP_S)
+                if not done:
+                    log.warning("report delivery did not stop; cancelled")
+                    delivering.cancel()
+                await outbox.flush()
             await self.fleet.store.close()
 
     async def _publish(self) -> None:

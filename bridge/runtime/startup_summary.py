@@ -89,4 +89,33 @@ def summary_lines(services: Services) -> list[SummaryLine]:
         )
     if settings.dev_softphone:
         lines.append(SummaryLine(logging.INFO, f"softphone: open {settings.public_url}/softphone"))
+    lines += _calls_and_reports(services)
     return lines
+
+
+def _host(url: str | None) -> str:
+    """A URL's host alone: its path or userinfo may hold a key."""
+    return urlsplit(url).hostname or "?" if url else ""
+
+
+def _calls_and_reports(services: Services) -> list[SummaryLine]:
+    settings = services.settings
+    outbound = (
+        "POST /api/calls places calls"
+        + (f" to {','.join(settings.outbound_allowlist)}…" if settings.outbound_allowlist else "")
+        if settings.operator_token and services.twilio_calls is not None
+        else "no outbound calls (POST /api/calls needs OPERATOR_TOKEN and TWILIO_ACCOUNT_SID)"
+    )
+    reports = (
+        f"a report of every call to {_host(settings.call_report_url)}"
+        + (" (kept in Redis until delivered)" if settings.state_url else " (kept in memory)")
+        if settings.call_report_url
+        else "no call reports (CALL_REPORT_URL)"
+    )
+    setup = (
+        f"inbound personas asked of {_host(settings.call_setup_url)}"
+        if settings.call_setup_url
+        else "inbound personas by number"
+    )
+    recording = "every call recorded" if settings.record_calls else "recording per persona"
+    return [SummaryLine(logging.INFO, f"calls: {outbound}; {reports}; {setup}; {recording}")]

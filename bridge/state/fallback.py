@@ -10,7 +10,9 @@ What the process holds is not what the fleet holds: a single-use claim made
 here during an outage is single-use on this instance only, so it is answered
 ``Claim.FIRST_HERE`` and the callers that guard security decide what to do
 with that (docs/scaling.md). Those claims are copied to the shared store when
-it answers again, so a key spent here during the outage stays spent fleet-wide.
+it answers again, so a key spent here during the outage stays spent fleet-wide;
+so are the queue entries scheduled here (a report queued during the outage), with
+the blobs they name, so the fleet delivers them.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class FallbackStore:
                     self._on_change(True)
                     try:
                         await self._copy_claims()
+                        await self._copy_queues()
                     except StoreUnavailable:
                         pass  # gone again at once: the next operation notices
                 return result
@@ -122,6 +125,16 @@ class FallbackStore:
             if expires > now:
                 await self._shared.claim(key, expires - now)  # a failure keeps the rest
             del self._claimed_here[key]
+
+    async def _copy_queues(self) -> None:
+        for queue, key, at in self._local.scheduled():
+            data = await self._local.get_blob(key)
+            left = self._local.expires_in(key)
+            if data is not None and left is not None and left > 0:
+                await self._shared.put_blob(key, data, left)
+                await self._shared.schedule(queue, key, at)
+            await self._local.unschedule(queue, key)
+            await self._local.delete(key)
 
     async def set_fields(
         self,
@@ -164,6 +177,24 @@ class FallbackStore:
     async def texts(self, prefix: str) -> list[str]:
         return await self._either(
             lambda: self._shared.texts(prefix), lambda: self._local.texts(prefix)
+        )
+
+    async def schedule(self, queue: str, key: str, at: float) -> None:
+        await self._either(
+            lambda: self._shared.schedule(queue, key, at),
+            lambda: self._local.schedule(queue, key, at),
+        )
+
+    async def due(self, queue: str, until: float, limit: int) -> list[str]:
+        return await self._either(
+            lambda: self._shared.due(queue, until, limit),
+            lambda: self._local.due(queue, until, limit),
+        )
+
+    async def unschedule(self, queue: str, key: str) -> None:
+        await self._either(
+            lambda: self._shared.unschedule(queue, key),
+            lambda: self._local.unschedule(queue, key),
         )
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._values: dict[str, tuple[float, object]] = {}  # key → (expires at, value)
+        self._queues: dict[str, dict[str, float]] = {}  # queue → key → due at
         self._writes = 0
 
     @property
@@ -93,5 +94,26 @@ class MemoryStore:
                 found.append(value)
         return found
 
+    async def schedule(self, queue: str, key: str, at: float) -> None:
+        self._queues.setdefault(queue, {})[key] = at
+
+    async def due(self, queue: str, until: float, limit: int) -> list[str]:
+        entries = self._queues.get(queue, {})
+        return sorted((k for k, at in entries.items() if at <= until), key=entries.__getitem__)[
+            :limit
+        ]
+
+    async def unschedule(self, queue: str, key: str) -> None:
+        self._queues.get(queue, {}).pop(key, None)
+
+    def scheduled(self) -> list[tuple[str, str, float]]:
+        """Every queue entry (queue, key, due at): what an outage left here."""
+        return [(q, k, at) for q, entries in self._queues.items() for k, at in entries.items()]
+
+    def expires_in(self, key: str) -> float | None:
+        entry = self._values.get(key)
+        return None if entry is None else entry[0] - self._clock()
+
     async def close(self) -> None:
         self._values.clear()
+        self._queues.clear()

@@ -144,6 +144,20 @@ class RedisStore:
         assert isinstance(found, list)
         return found
 
+    async def schedule(self, queue: str, key: str, at: float) -> None:
+        await self._do("a schedule", self._redis.zadd(self._prefix + queue, {key: at}))
+
+    async def due(self, queue: str, until: float, limit: int) -> list[str]:
+        found = await self._do(
+            "a queue read",
+            self._redis.zrangebyscore(self._prefix + queue, "-inf", until, start=0, num=limit),
+        )
+        assert isinstance(found, list)
+        return [k.decode() for k in found]
+
+    async def unschedule(self, queue: str, key: str) -> None:
+        await self._do("an unschedule", self._redis.zrem(self._prefix + queue, key))
+
     async def close(self) -> None:
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT_S):

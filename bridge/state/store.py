@@ -15,7 +15,10 @@ keys, each with a time to live (nothing shared outlives its use):
   cannot overwrite what the next one wrote);
 * ``put_blob`` / ``get_blob``: bytes (the caller's unanswered question);
 * ``put_text`` / ``texts``: what each instance publishes about itself, read
-  back by prefix (the fleet's stats).
+  back by prefix (the fleet's stats);
+* ``schedule`` / ``due`` / ``unschedule``: a queue of keys, each with the time it is
+  due (the reports waiting for delivery): reading what is due never scans the
+  keyspace.
 
 Two implementations: ``MemoryStore`` (this process; the default, so one
 server with no settings works as it always has) and ``RedisStore``.
@@ -78,5 +81,15 @@ class StateStore(Protocol):
     async def put_text(self, key: str, text: str, ttl_s: float) -> None: ...
 
     async def texts(self, prefix: str) -> list[str]: ...
+
+    async def schedule(self, queue: str, key: str, at: float) -> None:
+        """``key`` (a blob's) is due at ``at`` (wall time) in ``queue``."""
+        ...
+
+    async def due(self, queue: str, until: float, limit: int) -> list[str]:
+        """The keys due by ``until``, earliest first, at most ``limit``."""
+        ...
+
+    async def unschedule(self, queue: str, key: str) -> None: ...
 
     async def close(self) -> None: ...

@@ -36,6 +36,16 @@ class ActionRequest:
 
 
 @dataclass
+class CallbackPost:
+    """A signed callback Twilio POSTed (call status, AMD, recording status) and its answer."""
+
+    at: float  # monotonic time it was sent
+    url: str
+    params: dict[str, str]
+    status: int  # the HTTP status it got; 0 when no server answered
+
+
+@dataclass
 class CallResult:
     """Everything the caller observed; times are ``time.monotonic()`` seconds."""
 
@@ -60,6 +70,11 @@ class CallResult:
     twilio_said: list[str] = field(default_factory=list)  # <Say> text Twilio spoke
     ended_by_twilio: str = ""  # "hangup", "application error", "end of TwiML"
     frames_unsent: int = 0  # caller frames spoken while no stream carried them
+    twilio_said_at: list[float] = field(default_factory=list)  # when each twilio_said was spoken
+    dialled: list[str] = field(default_factory=list)  # numbers a <Dial> connected the call to
+    answered_at: float = 0.0  # Twilio ran the call's TwiML (the call was answered)
+    ended_at: float | None = None  # the call ended, however it ended
+    callbacks: list[CallbackPost] = field(default_factory=list)  # call-status callbacks posted
 
     def line_dead_s(self) -> list[float]:
         """For each move, from one stream closing to the next one starting: how long the

@@ -15,12 +15,20 @@ TwiML it gets back: another ``<Connect><Stream>`` (a new stream of the same call
 whichever server the URL reaches), ``<Say>`` (recorded as spoken) and ``<Hangup>``.
 The caller's clock runs on across streams; what it says while no stream is open is
 lost, as on a real line.
+
+The call ends however a real one ends: the caller hangs up (``hang_up``), the TwiML
+says ``<Hangup/>`` or runs out, or the REST API ends it (``end_by_rest``) or replaces
+its TwiML (``replace_twiml``). With a ``status_callback`` the caller then POSTs
+Twilio's signed ``completed`` call-status callback, once. ``start_call`` plays an
+answered call the way Twilio runs one (an outbound call, say): webhook to
+``webhook_url``, then whatever TwiML it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import secrets
 import time
 import urllib.error
@@ -28,11 +36,14 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections import deque
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from ..audio import TWILIO_FRAME_BYTES, ULAW_SILENCE
 from ..twilio.media_streams import (
@@ -48,10 +59,19 @@ from ..twilio.media_streams import (
     start_event,
     stop_event,
 )
-from .call_result import FRAME_S, ActionRequest, CallResult, StreamSpan, Utterance
+from .call_result import FRAME_S, ActionRequest, CallbackPost, CallResult, StreamSpan, Utterance
 from .speech import VOICED_RMS, frame_rms, load_speech
 
-__all__ = ["CallResult", "SimulatedCaller", "Utterance", "WebhookRefused", "load_speech"]
+__all__ = [
+    "CallResult",
+    "CallbackPost",
+    "SimulatedCaller",
+    "Utterance",
+    "WebhookRefused",
+    "load_speech",
+    "post_signed",
+    "rfc2822_now",
+]
 
 SILENT_FRAME = bytes([ULAW_SILENCE]) * TWILIO_FRAME_BYTES
 
@@ -63,6 +83,37 @@ class WebhookRefused(Exception):
 
 
 MAX_REDIRECTS = 20  # Twilio follows a call's redirects; a loop of them is our bug
+APPLICATION_ERROR = "An application error has occurred."
+
+
+def rfc2822_now() -> str:
+    """Now, as Twilio writes times in callbacks: ``Tue, 02 Jan 2024 15:04:05 +0000``."""
+    return format_datetime(datetime.now(UTC))
+
+
+def _post_form(url: str, params: dict[str, str], signature: str | None) -> tuple[int, str]:
+    body = urllib.parse.urlencode(params).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+async def post_signed(url: str, params: dict[str, str], auth_token: str) -> CallbackPost:
+    """POST a callback as Twilio does: form-encoded, signed with ``X-Twilio-Signature``,
+    urllib in a thread, 10 s timeout. A server that does not answer gets status 0."""
+    signature = RequestValidator(auth_token).compute_signature(url, params)
+    post = CallbackPost(at=time.monotonic(), url=url, params=dict(params), status=0)
+    try:
+        post.status, _ = await asyncio.to_thread(_post_form, url, params, signature)
+    except (OSError, http.client.HTTPException):
+        post.status = 0
+    return post
 
 
 class SimulatedCaller:
@@ -80,7 +131,16 @@ class SimulatedCaller:
         sign_upgrade: bool = False,
         webhook_path: str = "/api/inbound-call",
         follow_actions: bool = True,
+        direction: str = "inbound",
+        webhook_url: str | None = None,
+        call_status: str = "ringing",
+        status_callback: str | None = None,
+        status_callback_events: tuple[str, ...] = ("completed",),
     ) -> None:
+        """``direction`` and ``call_status`` go in the webhook (``Direction``, ``CallStatus``);
+        ``webhook_url`` is where the first webhook goes (else ``public_url + webhook_path``);
+        with ``status_callback`` (and ``"completed"`` among ``status_callback_events``) the
+        end of the call is POSTed there, signed, once."""
         self.public_url = public_url.rstrip("/")
         self.auth_token = auth_token
         self.account_sid = account_sid
@@ -91,6 +151,12 @@ class SimulatedCaller:
         self.sign_upgrade = sign_upgrade
         self.webhook_path = webhook_path
         self.follow_actions = follow_actions
+        self.direction = direction
+        self.webhook_url = webhook_url
+        self.call_status = call_status
+        self.status_callback = status_callback
+        self.status_callback_events = tuple(status_callback_events)
+        self.callback_sequence = 0  # SequenceNumber of the completed callback
         self.result = CallResult(call_sid=self.call_sid, dialled_at=0.0)
         self._ws: ClientConnection | None = None
         self._clock_task: asyncio.Task[None] | None = None
@@ -106,6 +172,10 @@ class SimulatedCaller:
         self._marks: deque[tuple[str, int]] = deque()  # (name, queued bytes when it arrived)
         self._seq = 0
         self._closed = asyncio.Event()  # the call is over (or, not following actions, its stream)
+        self._ended = asyncio.Event()  # the call is over, however it ended
+        self._runner_task: asyncio.Task[None] | None = None  # TwiML Twilio is running
+        self._end_task: asyncio.Task[None] | None = None  # the completed status callback
+        self._after_stream: list[ET.Element] = []  # the verbs after the open <Connect>
         self.twiml = ""
         self.stream_url = ""
         self.parameters: dict[str, str] = {}
@@ -117,31 +187,27 @@ class SimulatedCaller:
             "AccountSid": self.account_sid,
             "ApiVersion": "2010-04-01",
             "CallSid": self.call_sid,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
+            "CallStatus": self.call_status,
+            "Direction": self.direction,
             "From": self.from_number,
             "To": self.to_number,
         }
 
+    @property
+    def webhook_target(self) -> str:
+        """Where the call's first webhook goes."""
+        return self.webhook_url or self.public_url + self.webhook_path
+
     def _post_webhook(self, signature: str | None) -> tuple[int, str]:
-        return self._post(self.public_url + self.webhook_path, self.webhook_params(), signature)
+        return self._post(self.webhook_target, self.webhook_params(), signature)
 
     @staticmethod
     def _post(url: str, params: dict[str, str], signature: str | None) -> tuple[int, str]:
-        body = urllib.parse.urlencode(params).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if signature is not None:
-            headers["X-Twilio-Signature"] = signature
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(errors="replace")
+        return _post_form(url, params, signature)
 
     async def fetch_twiml(self, *, forge: bool = False) -> str:
         """POST the signed webhook (urllib in a thread) and parse the Stream it returns."""
-        url = self.public_url + self.webhook_path
+        url = self.webhook_target
         signer = RequestValidator("forged-" + self.auth_token if forge else self.auth_token)
         signature = signer.compute_signature(url, self.webhook_params())
         self.result.dialled_at = time.monotonic()
@@ -149,6 +215,7 @@ class SimulatedCaller:
         if status != 200:
             raise WebhookRefused(status, body)
         self.use_twiml(body)
+        self.result.answered_at = self.result.answered_at or time.monotonic()
         return body
 
     def use_twiml(self, body: str) -> None:
@@ -159,9 +226,18 @@ class SimulatedCaller:
 
     def _take_stream(self, response: ET.Element) -> bool:
         """The TwiML's ``<Connect><Stream>``, if it has one, is the next stream to open."""
-        connect = response.find("./Connect")
-        stream = connect.find("Stream") if connect is not None else None
-        if connect is None or stream is None:
+        verbs = list(response)
+        for index, verb in enumerate(verbs):
+            if verb.tag == "Connect":
+                if not self._take_connect(verb):
+                    return False
+                self._after_stream = verbs[index + 1 :]
+                return True
+        return False
+
+    def _take_connect(self, connect: ET.Element) -> bool:
+        stream = connect.find("Stream")
+        if stream is None:
             return False
         self.stream_url = stream.attrib["url"]
         self.parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
@@ -197,6 +273,10 @@ class SimulatedCaller:
     async def open_stream(self, *, before_start: tuple[str, ...] = ()) -> None:
         """Connect and start; ``before_start`` frames go between ``connected`` and ``start``."""
         await self._connect_stream(before_start)
+        self.result.answered_at = self.result.answered_at or time.monotonic()
+        self._start_clock()
+
+    def _start_clock(self) -> None:
         if self._clock_task is None:
             self._clock_task = asyncio.create_task(self._clock(), name="caller_clock")
 
@@ -228,15 +308,112 @@ class SimulatedCaller:
         self._listen_task = asyncio.create_task(self._listen(ws, span), name="caller_listen")
 
     async def hang_up(self) -> None:
+        """The caller hangs up: ``stop``, then close; returns once the call's completed
+        status callback (if any) has been answered."""
         self._hanging_up = True
         ws = self._ws
         tasks = [t for t in (self._clock_task, self._listen_task) if t is not None]
+        tasks += self._others_than_me(self._runner_task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._clock_task = self._listen_task = None
-        if ws is None:
+        self._clock_task = self._listen_task = self._runner_task = None
+        if ws is not None:
+            await self._send_stop_and_close(ws)
+            self._ws = None
+        self._closed.set()
+        self._call_over()
+        if self._end_task is not None:
+            await asyncio.wait({self._end_task})
+
+    async def close(self) -> None:
+        """Tear the call down now (a fixture's cleanup): every task of the caller is
+        cancelled, a callback still in flight included; the stream gets ``stop`` and closes."""
+        self._hanging_up = True
+        tasks = [t for t in (self._clock_task, self._listen_task, self._end_task) if t is not None]
+        tasks += self._others_than_me(self._runner_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._clock_task = self._listen_task = self._runner_task = None
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await self._send_stop_and_close(ws)
+        self._closed.set()
+        if self.result.ended_at is None:
+            self.result.ended_at = time.monotonic()
+        self._ended.set()
+
+    async def end_by_rest(self) -> None:
+        """Twilio ends the call on a REST update ``Status=completed``: the stream gets
+        ``stop`` and closes (no ``<Connect action>`` is requested), and the call is over."""
+        await self._stop_stream()
+        self._end_call("REST completed")
+
+    async def replace_twiml(self, twiml: str) -> None:
+        """Twilio's REST update with new TwiML: the current stream stops (``stop``, close;
+        no ``<Connect action>``), then the new TwiML runs (``<Say>``, ``<Pause>``,
+        ``<Hangup/>``, ``<Dial>``, ``<Redirect>``, ``<Connect><Stream>``); its end ends the
+        call. Returns when it has run, or a new stream has opened."""
+        await self._stop_stream()
+        if self.result.ended_at is not None:
             return
+        self.twiml = twiml
+        await self._run(self._run_document(twiml))
+
+    async def replace_url(self, url: str) -> None:
+        """Twilio's REST update with a new ``Url``: the stream stops, then Twilio POSTs the
+        URL (signed, the call's parameters) and runs the TwiML it answers."""
+        await self._stop_stream()
+        if self.result.ended_at is not None:
+            return
+        params = {**self.webhook_params(), "CallStatus": "in-progress"}
+        await self._run(self._fetch_and_run(url, params))
+
+    async def start_call(self, *, twiml: str | None = None) -> None:
+        """Twilio answers the call and runs it: POST the signed webhook to
+        ``webhook_target`` (or take ``twiml`` as given) and run what it answers, as
+        ``<Connect action>`` answers are run. The caller's clock starts at the answer.
+        Returns once a stream has opened or the call has ended; a refused webhook is
+        Twilio's application error, and the call ends."""
+        self.result.dialled_at = self.result.dialled_at or time.monotonic()
+        self.result.answered_at = time.monotonic()
+        self._start_clock()
+        if twiml is not None:
+            self.twiml = twiml
+            await self._run(self._run_document(twiml))
+        else:
+            await self._run(self._fetch_and_run(self.webhook_target, self.webhook_params()))
+
+    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run TwiML in a task of the caller's own: a later update or a hang-up cancels it."""
+        for task in self._others_than_me(self._runner_task):
+            task.cancel()
+            await asyncio.wait({task})
+        self._runner_task = asyncio.create_task(work, name="caller_twiml")
+        await asyncio.wait({self._runner_task})
+
+    @staticmethod
+    def _others_than_me(task: asyncio.Task[None] | None) -> list[asyncio.Task[None]]:
+        return [task] if task is not None and task is not asyncio.current_task() else []
+
+    async def _stop_stream(self) -> None:
+        """Twilio stops the stream itself (a REST update): ``stop``, then close; the TwiML
+        it was running (a ``<Connect action>`` request, a ``<Pause>``) is dropped."""
+        for task in self._others_than_me(self._runner_task):
+            task.cancel()
+            await asyncio.wait({task})
+        listen, self._listen_task = self._listen_task, None
+        for task in self._others_than_me(listen):
+            task.cancel()
+            await asyncio.wait({task})
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await self._send_stop_and_close(ws)
+        self._playback.clear()  # the stream's queued audio goes with it
+        self._marks.clear()
+
+    async def _send_stop_and_close(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             self._seq += 1
             await ws.send(
@@ -250,8 +427,45 @@ class SimulatedCaller:
         await ws.close()
         if self.result.streams:
             self._record_close(ws, self.result.streams[-1])
-        self._ws = None
-        self._closed.set()
+
+    def _call_over(self) -> None:
+        """The call has ended: note when, and post its completed status callback, once."""
+        if self.result.ended_at is not None:
+            return
+        self.result.ended_at = time.monotonic()
+        self._ended.set()
+        if self.status_callback and "completed" in self.status_callback_events:
+            self._end_task = asyncio.create_task(
+                self._post_completed(self.status_callback), name="caller_status_callback"
+            )
+
+    async def _post_completed(self, url: str) -> None:
+        ended = self.result.ended_at or time.monotonic()
+        answered = self.result.answered_at
+        duration = round(ended - answered) if answered else 0
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": self.call_sid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "Direction": self.direction,
+            "CallStatus": "completed",
+            "CallDuration": str(duration),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": str(self.callback_sequence),
+            "Timestamp": rfc2822_now(),
+        }
+        self.result.callbacks.append(await post_signed(url, params, self.auth_token))
+
+    async def wait_ended(self, timeout: float | None = 10.0) -> None:
+        """Wait until the call is over, however it ends."""
+        async with asyncio.timeout(timeout):
+            await self._ended.wait()
+
+    @property
+    def ended(self) -> bool:
+        return self.result.ended_at is not None
 
     def _record_close(self, ws: ClientConnection, span: StreamSpan) -> None:
         if span.closed_at is not None:
@@ -374,6 +588,10 @@ class SimulatedCaller:
         self._ws = None
         if self.follow_actions and self.action_url:
             await self._follow_action(span)
+        elif self.follow_actions:  # no action: Twilio goes on after </Connect>
+            self._playback.clear()
+            self._marks.clear()
+            await self._execute(self._after_stream, None)
         else:
             self._closed.set()
 
@@ -382,55 +600,96 @@ class SimulatedCaller:
         and run the TwiML it answers (``<Redirect>`` asks the next URL, and so on)."""
         self._playback.clear()  # the ended stream's queued audio goes with it
         self._marks.clear()
-        url = self.action_url
         params = {
             **self.webhook_params(),
             "CallStatus": "in-progress",
             "StreamSid": ended.stream_sid,
         }
+        await self._fetch_and_run(self.action_url, params, record=True)
+
+    async def _fetch_and_run(
+        self, url: str, params: dict[str, str], *, record: bool = False
+    ) -> None:
+        """POST ``url`` (signed) and run the TwiML it answers, following ``<Redirect>``s;
+        ``record``: each request is one of ``result.actions``."""
         for _ in range(MAX_REDIRECTS):
             signature = RequestValidator(self.auth_token).compute_signature(url, params)
             request = ActionRequest(at=time.monotonic(), url=url, status=0)
-            self.result.actions.append(request)
+            if record:
+                self.result.actions.append(request)
             try:
                 request.status, body = await asyncio.to_thread(self._post, url, params, signature)
-            except OSError:  # no server answered: Twilio's own error message
+            except (OSError, http.client.HTTPException):  # no server answered
                 request.status, body = 0, ""
-            if request.status != 200:
-                self.result.twilio_said.append("An application error has occurred.")
+            response = _parse(body) if request.status == 200 else None
+            if response is None:  # Twilio's own error message, then it hangs up
+                self._twilio_says(APPLICATION_ERROR)
                 self._end_call("application error")
                 return
-            response = ET.fromstring(body)
-            redirect = ""
-            for verb in response:
-                request.verbs.append(verb.tag)
-                if verb.tag == "Say":
-                    self.result.twilio_said.append(verb.text or "")
-                elif verb.tag == "Pause":
-                    await asyncio.sleep(float(verb.attrib.get("length", "1")))
-                elif verb.tag == "Hangup":
-                    self._end_call("hangup")
-                    return
-                elif verb.tag == "Redirect":
-                    redirect = (verb.text or "").strip()
-                    break
-                elif verb.tag == "Connect" and self._take_stream(response):
-                    try:
-                        await self._connect_stream()
-                    except (OSError, ConnectionClosed, TimeoutError):
-                        self._end_call("stream failed")  # Twilio: 31920, then the call ends
-                    return
+            redirect = await self._run_verbs(list(response), request)
             if not redirect:
-                self._end_call("end of TwiML")
                 return
             url = redirect
         self._end_call("too many redirects")
 
+    async def _run_document(self, twiml: str) -> None:
+        response = _parse(twiml)
+        if response is None:
+            self._twilio_says(APPLICATION_ERROR)
+            self._end_call("application error")
+            return
+        await self._execute(list(response), None)
+
+    async def _execute(self, verbs: list[ET.Element], request: ActionRequest | None) -> None:
+        redirect = await self._run_verbs(verbs, request)
+        if redirect:
+            params = {**self.webhook_params(), "CallStatus": "in-progress"}
+            await self._fetch_and_run(redirect, params, record=True)
+
+    async def _run_verbs(self, verbs: list[ET.Element], request: ActionRequest | None) -> str:
+        """Run TwiML verbs as Twilio does; returns the URL a ``<Redirect>`` asks for, else
+        "" (the call ended, or a stream opened and runs on)."""
+        for index, verb in enumerate(verbs):
+            if request is not None:
+                request.verbs.append(verb.tag)
+            if verb.tag == "Say":
+                self._twilio_says(verb.text or "")
+            elif verb.tag == "Pause":
+                await asyncio.sleep(float(verb.attrib.get("length", "1")))
+            elif verb.tag in ("Hangup", "Reject"):
+                self._end_call("hangup")
+                return ""
+            elif verb.tag == "Redirect":
+                redirect = (verb.text or "").strip()
+                if redirect:
+                    return redirect
+                break
+            elif verb.tag == "Dial":  # the call goes to the number; when that ends, on
+                number = verb.find("Number")
+                text = number.text if number is not None else verb.text
+                self.result.dialled.append((text or "").strip())
+            elif verb.tag == "Connect" and self._take_connect(verb):
+                self._after_stream = verbs[index + 1 :]
+                try:
+                    await self._connect_stream()
+                except (OSError, WebSocketException, TimeoutError):
+                    self._end_call("stream failed")  # Twilio: 31920, then the call ends
+                return ""
+        self._end_call("end of TwiML")
+        return ""
+
+    def _twilio_says(self, text: str) -> None:
+        self.result.twilio_said.append(text)
+        self.result.twilio_said_at.append(time.monotonic())
+
     def _end_call(self, how: str) -> None:
-        self.result.ended_by_twilio = how
+        """Twilio ends the call (its TwiML did, or the REST API)."""
+        if self.result.ended_at is None:
+            self.result.ended_by_twilio = how
         self._closed.set()
         if self._clock_task is not None:
             self._clock_task.cancel()
+        self._call_over()
 
     # --- the script -------------------------------------------------------------------------
 
@@ -440,6 +699,8 @@ class SimulatedCaller:
             ulaw[i : i + TWILIO_FRAME_BYTES].ljust(TWILIO_FRAME_BYTES, bytes([ULAW_SILENCE]))
             for i in range(0, len(ulaw), TWILIO_FRAME_BYTES)
         ]
+        if self._clock_task is None or self._clock_task.done():
+            return  # no line to speak on: the call is over
         self._speech_done.clear()
         self._speech.extend(frames)
         await self._speech_done.wait()
@@ -487,3 +748,12 @@ class SimulatedCaller:
     @property
     def is_hearing_audio(self) -> bool:
         return bool(self._playback)
+
+
+def _parse(twiml: str) -> ET.Element | None:
+    """A TwiML document, or None when it is not one (Twilio's 12100)."""
+    try:
+        response = ET.fromstring(twiml)
+    except ET.ParseError:
+        return None
+    return response if response.tag == "Response" else None

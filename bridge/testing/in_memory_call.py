@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..call.bridge import CallBridge
 from ..call.fleet import FleetCalls
+from ..call.ledger import CallLedger
 from ..call.personas import Persona, Personas
 from ..call.plan import CallPlanner
 from ..call.registry import CallRegistry
@@ -28,6 +29,7 @@ from ..gemini.link_policy import LinkPolicy
 from ..gemini.server import setup_complete_message
 from ..gemini.session import GeminiSession
 from ..gemini.wire import SessionConfig
+from ..hooks.outbox import ReportOutbox
 from ..observability.metrics import BridgeMetrics
 from ..state import MemoryStore
 from ..twilio.media_streams import connected_event, start_event
@@ -181,6 +183,8 @@ def resources(gemini: GeminiSide) -> CallResources:
         tool_timeout_s=5,
         link_policy=LinkPolicy(),
         goodbye_instruction="",
+        ledger=CallLedger(fleet, ReportOutbox(fleet.store, None, "", 60.0)),
+        recording_callback="https://measure/api/recording-status",
         # Frames arrive as fast as the loop turns: limits that never trip, the same work.
         guards=CallGuards(flood_burst=float("inf"), audio_ahead_s=float("inf")),
     )

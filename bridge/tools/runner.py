@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,6 +21,18 @@ from ..gemini.wire import FunctionCall, FunctionResponse
 from .base import Tool, ToolError
 
 log = logging.getLogger(__name__)
+
+MAX_LOGGED_CALLS = 100  # of one stream, in the call's report
+MAX_LOGGED_JSON = 4000  # characters of one call's arguments or result
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` as it goes in the report: as it is, or its JSON cut to a length."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)[:MAX_LOGGED_JSON]
+    return value if len(text) <= MAX_LOGGED_JSON else text[:MAX_LOGGED_JSON] + "…"
 
 
 class ToolRunner:
@@ -35,6 +49,8 @@ class ToolRunner:
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
+        # Each call answered: name, args, output or error, wall time, duration (the report).
+        self.log: list[dict[str, Any]] = []
 
     @property
     def running(self) -> int:
@@ -72,6 +88,7 @@ class ToolRunner:
         return getattr(tool, "timeout_s", None) or self._timeout
 
     async def _run(self, call: FunctionCall) -> None:
+        started, clock = time.time(), time.perf_counter()
         tool = self._tools.get(call.name)
         try:
             if tool is None:
@@ -92,4 +109,13 @@ class ToolRunner:
             log.exception("tool %s failed", call.name)
             response = {"error": {"message": f"{call.name} failed ({exc.__class__.__name__})"}}
         log.info("tool %s answered (%s)", call.name, "error" if "error" in response else "ok")
+        if len(self.log) < MAX_LOGGED_CALLS:
+            entry: dict[str, Any] = {"name": call.name, "args": _bounded(call.args)}
+            if "error" in response:
+                entry["error"] = response["error"].get("message", "")
+            else:
+                entry["result"] = _bounded(response["output"])
+            entry["at"] = started
+            entry["ms"] = round((time.perf_counter() - clock) * 1000, 1)
+            self.log.append(entry)
         await self._respond(FunctionResponse(id=call.id, name=call.name, response=response))

@@ -139,6 +139,7 @@ def connect_stream_twiml(
     action_url: str,
     status_callback: str | None = None,
     say_before: bool = True,
+    consent: str = "",
 ) -> str:
     """Connect the call to ``/voice-stream``. When the stream ends while the call goes on,
     Twilio asks ``action_url`` what next (``/api/stream-ended``): another stream, the
@@ -146,11 +147,14 @@ def connect_stream_twiml(
 
     The stream's status callback is where Twilio reports a stream that never
     reached us (TLS or handshake failures), so it goes to the log route.
-    ``say_before``: the first stream only (a call that moves hears it once).
+    ``say_before``: the first stream only (a call that moves hears it once), with the
+    persona's ``consent`` line (``This call is recorded``) after voice.toml's.
     """
     response = VoiceResponse()
     if settings.say_before and say_before:
         _say(response, settings.say_before, settings.say_voice)
+    if consent and say_before:
+        _say(response, consent, settings.say_voice)
     connect = Connect(action=action_url, method="POST")
     if status_callback:
         stream = connect.stream(

@@ -19,8 +19,11 @@ from starlette.websockets import WebSocket
 
 from ..call.bridge import CallBridge
 from ..runtime.services import Services
+from .amd_status import amd_status
 from .dashboard import dashboard
 from .operator_auth import operator_denial
+from .outbound import outbound_call, place_call
+from .recording_status import recording_status
 from .softphone import softphone_call, softphone_page
 from .status_callback import call_status
 from .stream_ended import stream_ended
@@ -127,6 +130,10 @@ def create_app(services: Services, *, probe_gemini_at_start: bool = False) -> St
             Route("/api/inbound-call", inbound_call, methods=["POST"]),
             Route("/api/call-status", call_status, methods=["POST"]),
             Route("/api/stream-ended", stream_ended, methods=["POST"]),
+            Route("/api/calls", place_call, methods=["POST"]),
+            Route("/api/outbound-call", outbound_call, methods=["POST"]),
+            Route("/api/amd-status", amd_status, methods=["POST"]),
+            Route("/api/recording-status", recording_status, methods=["POST"]),
             Route("/api/calls/stats", call_stats, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/dashboard", dashboard, methods=["GET"]),

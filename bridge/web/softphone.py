@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from ..runtime.services import Services
 from .operator_auth import operator_denial
-from .webhook import prewarm_call
+from .webhook import inbound_facts, prewarm_call
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ async def softphone_call(request: Request) -> Response:
         return JSONResponse({"error": f"the bridge is {reason}"}, status_code=503)
     called = request.query_params.get("to", "")[:32]
     await services.fleet.answer(call_sid, SOFTPHONE_CALLER, called)
+    facts = await inbound_facts(services, call_sid, SOFTPHONE_CALLER, called)
+    await services.ledger.write_facts(facts)
     if services.settings.prewarm:
-        prewarm_call(services, call_sid, called)
+        prewarm_call(services, call_sid, services.planner.for_call(facts, called))
     token = services.stream_tokens.mint(call_sid, SOFTPHONE_CALLER, called)
     log.info("softphone call %s starting", call_sid)
     return JSONResponse(

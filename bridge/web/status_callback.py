@@ -1,10 +1,15 @@
-"""``POST /api/call-status``: Twilio's status callbacks, for the log.
+"""``POST /api/call-status``: Twilio's status callbacks, for the log and the call reports.
 
 Two kinds arrive here: the number's call status (``CallStatus``: ringing,
 in-progress, completed, busy, failed, no-answer, canceled) and the stream's
 (``StreamEvent``: stream-started, stream-stopped, stream-error). The stream
 error is the only place Twilio says why a stream never reached us (a TLS or
 handshake failure), so operators need it in the same log as the calls.
+
+A call's final status (completed, busy, no-answer, failed, canceled) is also the only
+word that a call no stream of ours ended is over (an outbound call nobody answered, a
+call that hung up between two streams): its report is written from it
+(``call/ledger.py``), and its place in admission given back.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import re
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..call.report import FINAL_STATUSES
 from ..runtime.services import Services
+from .outbound import order_of
 from .twilio_form import signed_twilio_form
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,16 @@ async def call_status(request: Request) -> Response:
             data["error"] = error[:MAX_ERROR_CHARS]
     if (duration := params.get("CallDuration", "")).isdigit():
         data["duration_s"] = int(duration)
+    if not stream_event and status in FINAL_STATUSES:
+        if status != "completed":
+            services.registry.unreserve(call_sid)  # an outbound call that never connected
+            services.registry.unreserve(order_of(request) or "")
+        duration = params.get("CallDuration", "")
+        if (order := order_of(request)) is not None:
+            await services.ledger.facts_of(call_sid, order)  # a call placed, its SID lost
+        await services.ledger.twilio_ended(
+            call_sid, status, int(duration) if duration.isdigit() else None
+        )
     level = logging.WARNING if status in ("stream-error", "failed") else logging.INFO
     log.log(
         level,

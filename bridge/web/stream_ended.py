@@ -19,7 +19,8 @@ import logging
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..call.shared_call import AfterStream
+from ..call.report import Closing
+from ..call.shared_call import AfterStream, CallStatus, EndReason
 from ..runtime.services import Services
 from ..twilio.twiml import apology_twiml, hangup_twiml, wait_twiml
 from .twilio_form import signed_twilio_form
@@ -64,6 +65,9 @@ async def stream_ended(request: Request) -> Response:
         log.info("call %s: stream %d ended with the call", call_sid, ended)
         return _xml(hangup_twiml())
     if step.action is AfterStream.APOLOGY:
+        if step.record is None or step.record.status is not CallStatus.ENDED:
+            # Ended here (it cannot move again), not by a stream: reported here.
+            await services.ledger.close(call_sid, Closing.ended(EndReason.MOVES_EXHAUSTED))
         log.warning("call %s: stream %d ended and the call cannot go on: apology", call_sid, ended)
         return _xml(apology_twiml(services.twiml))
     if step.action is AfterStream.WAIT:

@@ -1,14 +1,25 @@
-"""``POST /api/inbound-call``: Twilio's voice webhook, answered with TwiML that opens the stream."""
+"""``POST /api/inbound-call``: Twilio's voice webhook, answered with TwiML that opens the stream.
+
+Before answering, the operator's system may be asked (CALL_SETUP_URL) which persona
+takes the call and with which variables; whatever it does, the call is answered, with
+the number's persona when the answer is not usable.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..call.facts import CallFacts, Direction, PersonaSource
+from ..call.plan import CallPlan
+from ..call.report import Closing, ReportOutcome
+from ..call.variables import VariablesRefused, checked
 from ..gemini.client import client_content_message
 from ..gemini.session import GeminiSession
+from ..hooks.call_setup import ask_call_setup
 from ..runtime.services import Services
 from ..state import Claim
 from ..twilio.twiml import busy_twiml, connect_stream_twiml
@@ -33,6 +44,7 @@ async def inbound_call(request: Request) -> Response:
         reason = services.registry.not_ready_reason or "full"
         counter.labels(f"busy_{reason}").inc()
         log.warning("turning call %s away: %s", call_sid, reason)
+        await turned_away(services, call_sid, caller, called, reason)
         return Response(busy_twiml(services.twiml), media_type="application/xml")
     if await fleet.answer(call_sid, caller, called) is Claim.TAKEN:
         services.registry.unreserve(call_sid)
@@ -40,16 +52,92 @@ async def inbound_call(request: Request) -> Response:
         log.warning("webhook refused: call %s was already answered (replay)", call_sid)
         return PlainTextResponse("this call was already answered\n", status_code=409)
 
+    facts = await inbound_facts(services, call_sid, caller, called)
+    await services.ledger.write_facts(facts)
+    plan = services.planner.for_call(facts, called)
     if services.settings.prewarm:
-        prewarm_call(services, call_sid, called)
+        prewarm_call(services, call_sid, plan)
     counter.labels("answered").inc()
-    log.info("answering call %s", call_sid)
+    log.info("answering call %s as %s", call_sid, plan.persona.name)
     return Response(
-        stream_twiml(services, call_sid, caller, called, 1), media_type="application/xml"
+        stream_twiml(services, call_sid, caller, called, 1, consent=plan.persona.consent),
+        media_type="application/xml",
     )
 
 
-def stream_twiml(services: Services, call_sid: str, caller: str, called: str, stream: int) -> str:
+async def inbound_facts(services: Services, call_sid: str, caller: str, called: str) -> CallFacts:
+    """The call's persona and variables: CALL_SETUP_URL's answer, else the number's."""
+    settings, personas = services.settings, services.planner.personas
+    persona, variables, source = personas.for_number(called), {}, PersonaSource.NUMBER
+    if settings.call_setup_url and settings.webhook_secret:
+        started = time.perf_counter()
+        answer = await ask_call_setup(
+            settings.call_setup_url,
+            settings.webhook_secret,
+            settings.call_setup_timeout,
+            call_sid=call_sid,
+            caller=caller,
+            called=called,
+        )
+        problem = answer.problem
+        chosen = personas.find(answer.persona) if answer.persona else persona
+        if not problem and chosen is None:
+            problem = f"answered an unknown persona {answer.persona[:64]!r}"  # type: ignore[index]
+        if not problem:
+            try:
+                variables = checked(answer.variables)
+            except VariablesRefused as exc:
+                problem = str(exc)
+        if problem:
+            services.metrics.call_setups.labels("failed").inc()
+            source, variables = PersonaSource.CALL_SETUP_FAILED, {}
+            log.warning("call setup lookup: %s; the number's persona answers", problem)
+        else:
+            assert chosen is not None
+            services.metrics.call_setups.labels("used").inc()
+            persona, source = chosen, PersonaSource.CALL_SETUP
+            if gaps := persona.missing(variables):
+                log.warning("call setup gave no value for %s: left empty", ", ".join(gaps))
+            log.info(
+                "call setup lookup answered in %.0f ms: persona %s",
+                (time.perf_counter() - started) * 1000,
+                persona.name,
+            )
+    return CallFacts(
+        call_sid,
+        Direction.INBOUND,
+        caller,
+        called,
+        persona=persona.key,
+        variables=variables,
+        persona_source=source,
+        started_at=time.time(),
+        record=(persona.record if persona.record is not None else settings.record_calls)
+        and services.twilio_calls is not None,  # recordings are asked of Twilio's REST API
+    )
+
+
+async def turned_away(
+    services: Services, call_sid: str, caller: str, called: str, reason: str
+) -> None:
+    """A call that got the busy answer is over at once: it is reported as such."""
+    persona = services.planner.personas.for_number(called)
+    facts = CallFacts(
+        call_sid, Direction.INBOUND, caller, called, persona=persona.key, started_at=time.time()
+    )
+    await services.ledger.write_facts(facts)
+    await services.ledger.close(call_sid, Closing(ReportOutcome.TURNED_AWAY, reason))
+
+
+def stream_twiml(
+    services: Services,
+    call_sid: str,
+    caller: str,
+    called: str,
+    stream: int,
+    *,
+    consent: str = "",
+) -> str:
     """``<Connect><Stream>`` for the call's stream number ``stream``, with its own token."""
     settings = services.settings
     token = services.stream_tokens.mint(call_sid, caller, called, stream)
@@ -60,12 +148,12 @@ def stream_twiml(services: Services, call_sid: str, caller: str, called: str, st
         action_url=settings.stream_ended_url(stream),
         status_callback=settings.status_callback_url,
         say_before=stream == 1,
+        consent=consent,
     )
 
 
-def prewarm_call(services: Services, call_sid: str, called: str) -> None:
+def prewarm_call(services: Services, call_sid: str, plan: CallPlan) -> None:
     """Open this call's Gemini session (and ask for its greeting) while Twilio connects."""
-    plan = services.planner.for_number(called)
     calls = services.calls
 
     async def open_session() -> GeminiSession:

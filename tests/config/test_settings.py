@@ -180,7 +180,8 @@ def test_personas_with_unknown_fields_or_tools_are_refused(tmp_path: Path) -> No
     assert problems(PERSONAS_FILE=str(personas)) == [
         "PERSONAS_FILE: +14155550100: unknown tool lookup (known: end_call, transfer_call)",
         "PERSONAS_FILE: +14155550101: unknown field 'prompt' "
-        "(known: system_prompt, voice, greeting, tools)",
+        "(known: name, system_prompt, voice, greeting, tools, voicemail, consent, record, "
+        "variables)",
     ]
     personas.write_text('{"+14155550100": {"voice": "Puck"\n  "greeting": "hi"}}')
     (line,) = problems(PERSONAS_FILE=str(personas))
@@ -254,3 +255,15 @@ def test_env_example_copied_to_env_and_filled_in_is_a_working_configuration(tmp_
         "TWILIO_AUTH_TOKEN",
         "GEMINI_API_KEY",
     ]
+
+
+def test_report_and_setup_urls_need_the_webhook_secret_and_carry_no_password() -> None:
+    found = problems(CALL_REPORT_URL="https://crm.example/calls")
+    assert "WEBHOOK_SECRET: not set: CALL_REPORT_URL requests are signed with it" in found
+    found = problems(
+        CALL_SETUP_URL="https://bob:hunter2-password@crm.example/setup",
+        WEBHOOK_SECRET="wh-" + "s3cr3t" * 4,
+    )
+    assert any(p.startswith("CALL_SETUP_URL: must not carry user:password@") for p in found)
+    assert not any("hunter2" in p for p in found)
+    assert any(p.startswith("OUTBOUND_ALLOWLIST") for p in problems(OUTBOUND_ALLOWLIST="+1,44"))

@@ -28,6 +28,7 @@ from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.emulator_options import EmulatedSession
 from bridge.testing.fleet import ServedFleet
 from bridge.testing.speech import load_speech
+from bridge.testing.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -304,3 +305,47 @@ def test_calls_go_on_and_new_ones_are_answered_while_redis_is_away() -> None:
         logs = fleet.logs()
         assert logs.count("shared state store unreachable") == 2  # once per server
         assert logs.count("shared state store reachable again") == 2
+
+
+def test_a_call_that_moves_between_servers_gets_one_report_with_both_streams() -> None:
+    """Each server keeps its stream's part in Redis; the one that ends the call reports it
+    whole, once, whoever else hears of its end (Twilio's status callback, say)."""
+    secret = "fleet-report-secret-" + "k" * 12
+
+    async def scenario() -> None:
+        async with WebhookReceiver(secret) as rx:
+            settings = {
+                **FLEET_SETTINGS,
+                "CALL_REPORT_URL": rx.url("/report"),
+                "WEBHOOK_SECRET": secret,
+            }
+            fleet = ServedFleet(2, settings, OPTIONS)
+            await asyncio.to_thread(fleet.__enter__)
+            try:
+                with logs_on_failure(fleet):
+                    caller = fleet.caller()
+                    async with caller.dial():
+                        await ask(caller)
+                        owner = next(
+                            i for i in range(2) if fleet.member(i).metric("bridge_active_calls")
+                        )
+                        stopping = asyncio.create_task(asyncio.to_thread(fleet.stop, owner))
+                        await until(lambda: len(caller.result.streams) == 2, timeout=30)
+                        await ask(caller)
+                        await stopping
+                    (report,) = await rx.wait_for(1, timeout=20)
+                    await asyncio.sleep(2)
+                    assert len(rx.deliveries) == 1 and report.signature_valid
+                    body = report.json
+                    assert body["call_sid"] == caller.call_sid
+                    assert (body["outcome"], body["moves"]) == ("completed", 1)
+                    assert [s["outcome"] for s in body["streams"]] == ["moved", "completed"]
+                    servers = {s["server"] for s in body["streams"]}
+                    assert len(servers) == 2
+                    said = [t["speaker"] for t in body["transcript"]]
+                    assert said.count("caller") >= 2 and said.count("assistant") >= 2
+                    assert len(body["latency"]["turn_ms"]) == 2
+            finally:
+                await asyncio.to_thread(fleet.close)
+
+    run(scenario())

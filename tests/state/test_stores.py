@@ -112,6 +112,23 @@ def test_texts_are_read_back_by_prefix(make_store: object) -> None:
     run(scenario())
 
 
+def test_a_queue_gives_what_is_due_earliest_first(make_store: object) -> None:
+    async def scenario() -> None:
+        store: StateStore = make_store()  # type: ignore[operator]
+        await store.schedule("q", "b", 20.0)
+        await store.schedule("q", "a", 10.0)
+        await store.schedule("q", "c", 30.0)
+        await store.schedule("other", "x", 1.0)
+        assert await store.due("q", 25.0, 10) == ["a", "b"]
+        assert await store.due("q", 100.0, 1) == ["a"]
+        await store.schedule("q", "a", 40.0)  # moved later
+        await store.unschedule("q", "b")
+        assert await store.due("q", 100.0, 10) == ["c", "a"]
+        await store.close()
+
+    run(scenario())
+
+
 def test_the_fallback_carries_on_in_process_while_redis_is_away_and_comes_back() -> None:
     changes: list[bool] = []
 
@@ -142,6 +159,28 @@ def test_the_fallback_carries_on_in_process_while_redis_is_away_and_comes_back()
         other = RedisStore(server.url, prefix="fallback:")
         assert await other.claim("k2", 60) is Claim.TAKEN
         assert await other.claim("k3", 60) is Claim.TAKEN
+        await other.close()
+        await store.close()
+
+    with RedisServer() as server:
+        run(scenario(server))
+
+
+def test_what_was_queued_during_an_outage_reaches_redis_when_it_is_back() -> None:
+    async def scenario(server: RedisServer) -> None:
+        clock = Clock()
+        store = FallbackStore(RedisStore(server.url, prefix="queued:"), clock=clock)
+        server.stop()
+        await store.put_blob("outbox:CA1", b"report", 600)
+        await store.schedule("outbox", "outbox:CA1", 5.0)
+        assert store.degraded
+        server.start()
+        clock.now += 3.0
+        assert await store.claim("anything", 60) is Claim.FIRST  # Redis answers: copied there
+        assert await store.due("outbox", 10.0, 10) == ["outbox:CA1"]
+        other = RedisStore(server.url, prefix="queued:")
+        assert await other.due("outbox", 10.0, 10) == ["outbox:CA1"]
+        assert await other.get_blob("outbox:CA1") == b"report"
         await other.close()
         await store.close()
 
