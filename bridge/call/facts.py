@@ -58,12 +58,6 @@ def is_machine(answered_by: str) -> bool:
     return answered_by.startswith("machine") or answered_by == "fax"
 
 
-def is_settled_verdict(answered_by: str) -> bool:
-    """A verdict the call can act on (``unknown`` counts as a person: never leave a
-    human in silence because detection was unsure)."""
-    return bool(answered_by)
-
-
 @dataclass(frozen=True, slots=True)
 class CallFacts:
     call_sid: str
@@ -134,7 +128,9 @@ class CallFacts:
 
     @property
     def awaiting_verdict(self) -> bool:
-        return self.amd and not is_settled_verdict(self.answered_by)
+        """Detection runs and has not said yet. Any verdict ends the wait: ``unknown``
+        counts as a person (never leave a human in silence because detection was unsure)."""
+        return self.amd and not self.answered_by
 
 
 def _whole(text: str | None) -> int | None:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..call.facts import CallFacts, Direction, PersonaSource
+from ..call.personas import Persona
 from ..call.plan import CallPlan
 from ..call.report import Closing, ReportOutcome
 from ..call.variables import VariablesRefused, checked
@@ -80,9 +81,11 @@ async def inbound_facts(services: Services, call_sid: str, caller: str, called: 
             called=called,
         )
         problem = answer.problem
-        chosen = personas.find(answer.persona) if answer.persona else persona
-        if not problem and chosen is None:
-            problem = f"answered an unknown persona {answer.persona[:64]!r}"  # type: ignore[index]
+        chosen: Persona | None = persona
+        if answer.persona:
+            chosen = personas.find(answer.persona)
+            if chosen is None and not problem:
+                problem = f"answered an unknown persona {answer.persona[:64]!r}"
         if not problem:
             try:
                 variables = checked(answer.variables)
