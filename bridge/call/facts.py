@@ -78,6 +78,7 @@ class CallFacts:
     recording_duration_s: int | None = None
     recording_status: RecordingStatus = RecordingStatus.NONE
     recording_problem: str = ""
+    order: str = ""  # outbound: POST /api/calls' order id, as its answer gave it
     twilio_status: str = ""  # the final CallStatus Twilio reported
     twilio_duration_s: int | None = None
 
@@ -92,6 +93,7 @@ class CallFacts:
             "started_at": f"{self.started_at:.3f}",
             "amd": "1" if self.amd else "",
             "record": "1" if self.record else "",
+            "order": self.order,
         }
 
     @classmethod
@@ -120,6 +122,7 @@ class CallFacts:
                 recording_duration_s=_whole(fields.get("recording_duration_s")),
                 recording_status=RecordingStatus(fields.get("recording_status") or ""),
                 recording_problem=fields.get("recording_problem", ""),
+                order=fields.get("order", ""),
                 twilio_status=fields.get("twilio_status", ""),
                 twilio_duration_s=_whole(fields.get("twilio_duration_s")),
             )

@@ -99,13 +99,17 @@ async def inbound_facts(services: Services, call_sid: str, caller: str, called: 
             assert chosen is not None
             services.metrics.call_setups.labels("used").inc()
             persona, source = chosen, PersonaSource.CALL_SETUP
-            if gaps := persona.missing(variables):
-                log.warning("call setup gave no value for %s: left empty", ", ".join(gaps))
             log.info(
                 "call setup lookup answered in %.0f ms: persona %s",
                 (time.perf_counter() - started) * 1000,
                 persona.name,
             )
+    if gaps := persona.missing(variables):
+        log.warning(
+            "persona %s uses %s and this call has no value for it: left empty",
+            persona.name,
+            ", ".join(gaps),
+        )
     return CallFacts(
         call_sid,
         Direction.INBOUND,
