@@ -11,7 +11,8 @@ The layers, each a package, from the top; a package imports only those below it
     tools   audio    the assistant's tools; the audio conversion (sans-I/O);
     hooks            signed requests to the operator's systems: call setup, reports
     state            what a fleet of servers shares (this process, or Redis)
-    config           settings; observability: logs and metrics; threads: bounded pools
+    config           settings; observability: logs and metrics; threads: bounded pools;
+                     http_opener: urllib for operators' URLs (no redirects)
 
 ``testing`` (the Gemini emulator, the simulated Twilio caller and the harness that runs
 the real server on loopback) stands apart: it may use any layer, and no layer uses it.

@@ -12,19 +12,20 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bridge"
 
-FOUNDATION = {"config", "observability", "threads"}
+FOUNDATION = {"config", "observability", "threads", "http_opener"}
 PROTOCOLS = {"gemini", "twilio", "tools", "audio", "state", "hooks"}
 # What each layer may import of the bridge, besides itself.
 MAY_IMPORT: dict[str, set[str]] = {
     "config": set(),
     "threads": set(),
+    "http_opener": set(),
     "observability": {"config"},
     "audio": set(),
     "state": set(),
-    "hooks": {"config", "observability", "threads", "state"},
+    "hooks": {"config", "observability", "threads", "state", "http_opener"},
     "gemini": {"config", "observability"},
     "twilio": {"config", "observability", "threads"},
-    "tools": {"gemini", "config", "observability", "threads"},
+    "tools": {"gemini", "config", "observability", "threads", "http_opener"},
     "call": PROTOCOLS | FOUNDATION,
     "runtime": {"call"} | PROTOCOLS | FOUNDATION,
     "web": {"runtime", "call"} | PROTOCOLS | FOUNDATION,

@@ -290,24 +290,16 @@ class CallBridge:
             try:
                 event = parse_twilio_event(frame)
             except ProtocolError as exc:
-                raise StreamRejected(
-                    f"malformed frame: {exc}", CloseCode.INVALID_DATA, Rejection.PROTOCOL
-                ) from None
+                raise _malformed(exc) from None
             if type(event) is Media:
                 if not self._pace.take(len(event.payload)):
-                    raise StreamRejected(
-                        "caller audio ahead of the wall clock",
-                        CloseCode.POLICY,
-                        Rejection.AUDIO_TOO_FAST,
-                    )
+                    raise _too_fast(self._pace)
                 continue
             try:
                 if isinstance(self._stream.after_start(event), Stop):
                     return CallEnd.CALLER_HUNG_UP
             except StreamViolation as exc:
-                raise StreamRejected(
-                    str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
-                ) from None
+                raise _violation(exc) from None
 
     # --- the recording ----------------------------------------------------------------------
 
@@ -553,16 +545,10 @@ class CallBridge:
             try:
                 event = parse_twilio_event(frame)
             except ProtocolError as exc:
-                raise StreamRejected(
-                    f"malformed frame: {exc}", CloseCode.INVALID_DATA, Rejection.PROTOCOL
-                ) from None
+                raise _malformed(exc) from None
             if type(event) is Media:
                 if not pace(len(event.payload)):
-                    raise StreamRejected(
-                        f"caller audio {self._pace.ahead_s:.1f} s ahead of the wall clock",
-                        CloseCode.POLICY,
-                        Rejection.AUDIO_TOO_FAST,
-                    )
+                    raise _too_fast(self._pace)
                 if event.track != "inbound":
                     continue
                 pcm = to_pcm(event.payload)
@@ -582,9 +568,7 @@ class CallBridge:
         try:
             event = self._stream.after_start(received)
         except StreamViolation as exc:
-            raise StreamRejected(
-                str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL
-            ) from None
+            raise _violation(exc) from None
         if isinstance(event, Mark):
             self._model.marked(event.name)
             self._changed()
@@ -811,6 +795,22 @@ class CallBridge:
             await self._ws.close(code, reason)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the peer is already gone
+
+
+def _malformed(exc: ProtocolError) -> StreamRejected:
+    return StreamRejected(f"malformed frame: {exc}", CloseCode.INVALID_DATA, Rejection.PROTOCOL)
+
+
+def _too_fast(pace: AudioPace) -> StreamRejected:
+    return StreamRejected(
+        f"caller audio {pace.ahead_s:.1f} s ahead of the wall clock",
+        CloseCode.POLICY,
+        Rejection.AUDIO_TOO_FAST,
+    )
+
+
+def _violation(exc: StreamViolation) -> StreamRejected:
+    return StreamRejected(str(exc), VIOLATION_CLOSE[exc.violation], Rejection.PROTOCOL)
 
 
 def _describe(error: BaseException) -> str:

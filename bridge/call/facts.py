@@ -58,12 +58,6 @@ def is_machine(answered_by: str) -> bool:
     return answered_by.startswith("machine") or answered_by == "fax"
 
 
-def is_settled_verdict(answered_by: str) -> bool:
-    """A verdict the call can act on (``unknown`` counts as a person: never leave a
-    human in silence because detection was unsure)."""
-    return bool(answered_by)
-
-
 @dataclass(frozen=True, slots=True)
 class CallFacts:
     call_sid: str
@@ -84,6 +78,7 @@ class CallFacts:
     recording_duration_s: int | None = None
     recording_status: RecordingStatus = RecordingStatus.NONE
     recording_problem: str = ""
+    order: str = ""  # outbound: POST /api/calls' order id, as its answer gave it
     twilio_status: str = ""  # the final CallStatus Twilio reported
     twilio_duration_s: int | None = None
 
@@ -98,6 +93,7 @@ class CallFacts:
             "started_at": f"{self.started_at:.3f}",
             "amd": "1" if self.amd else "",
             "record": "1" if self.record else "",
+            "order": self.order,
         }
 
     @classmethod
@@ -126,6 +122,7 @@ class CallFacts:
                 recording_duration_s=_whole(fields.get("recording_duration_s")),
                 recording_status=RecordingStatus(fields.get("recording_status") or ""),
                 recording_problem=fields.get("recording_problem", ""),
+                order=fields.get("order", ""),
                 twilio_status=fields.get("twilio_status", ""),
                 twilio_duration_s=_whole(fields.get("twilio_duration_s")),
             )
@@ -134,7 +131,9 @@ class CallFacts:
 
     @property
     def awaiting_verdict(self) -> bool:
-        return self.amd and not is_settled_verdict(self.answered_by)
+        """Detection runs and has not said yet. Any verdict ends the wait: ``unknown``
+        counts as a person (never leave a human in silence because detection was unsure)."""
+        return self.amd and not self.answered_by
 
 
 def _whole(text: str | None) -> int | None:

@@ -189,6 +189,8 @@ def build_report(
         ],
         "recording": None,
     }
+    if facts.order:
+        report["order"] = facts.order
     if facts.machine_action is not None:
         report["voicemail"] = facts.machine_action.value
     if facts.twilio_duration_s is not None:

@@ -379,8 +379,9 @@ TABLE: tuple[Setting, ...] = (
         "PERSONAS_FILE",
         v.existing_file,
         None,
-        'A JSON map of called number to {"system_prompt", "voice", "greeting", "tools"}: one '
-        "assistant per number.",
+        'A JSON map of called number to {"system_prompt", "voice", "greeting", "tools", "name", '
+        '"voicemail", "consent", "record", "variables"}: one assistant per number (and per '
+        "outbound caller ID).",
         ASSISTANT,
     ),
     Setting(

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from ..http_opener import OPENER
 from ..threads import ThreadPool
 from .signature import SIGNATURE_HEADER, signature_header
 
@@ -27,23 +28,6 @@ SETUP_THREADS = ThreadPool("call-setup", 4)
 REPORT_THREADS = ThreadPool("reports", 4)
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "gemini-phone-bridge"
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.OpenerDirector()
-for _handler in (
-    urllib.request.ProxyHandler(),
-    urllib.request.HTTPHandler(),
-    urllib.request.HTTPSHandler(),
-    urllib.request.HTTPDefaultErrorHandler(),
-    urllib.request.HTTPErrorProcessor(),
-    _RefuseRedirects(),
-):
-    _OPENER.add_handler(_handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +58,7 @@ def _post(
         method="POST",
     )
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
+        with OPENER.open(request, timeout=timeout_s) as response:
             return HookAnswer(response.status, response.read(MAX_ANSWER_BYTES + 1))
     except urllib.error.HTTPError as exc:
         return HookAnswer(exc.code, b"", f"answered HTTP {exc.code}")

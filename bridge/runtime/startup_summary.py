@@ -49,7 +49,8 @@ def _personas(services: Services) -> SummaryLine:
         + (f", tools {','.join(sorted(p.tools)) or 'none'})" if p.tools is not None else ")")
         for n, p in numbers.items()
     )
-    return SummaryLine(logging.INFO, f"personas: {len(numbers)} numbers: {listed}")
+    count = f"{len(numbers)} number{'s' if len(numbers) > 1 else ''}"
+    return SummaryLine(logging.INFO, f"personas: {count}: {listed}")
 
 
 def summary_lines(services: Services) -> list[SummaryLine]:
@@ -118,4 +119,14 @@ def _calls_and_reports(services: Services) -> list[SummaryLine]:
         else "inbound personas by number"
     )
     recording = "every call recorded" if settings.record_calls else "recording per persona"
-    return [SummaryLine(logging.INFO, f"calls: {outbound}; {reports}; {setup}; {recording}")]
+    lines = [SummaryLine(logging.INFO, f"calls: {outbound}; {reports}; {setup}; {recording}")]
+    wanting = [p.name for p in services.planner.personas.numbers().values() if p.record]
+    if wanting and services.twilio_calls is None:
+        lines.append(
+            SummaryLine(
+                logging.WARNING,
+                f"personas {', '.join(wanting)} ask for recordings, which need "
+                "TWILIO_ACCOUNT_SID: their calls are not recorded",
+            )
+        )
+    return lines

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError, ConfigErrors, read_json_file
+from ..http_opener import OPENER
 from ..threads import ThreadPool
 from .base import ToolError
 
@@ -37,26 +38,6 @@ HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]{0,4096}")
 # Header values this short are no secret (a version, a flag), and scrubbing them from the
 # log would garble every line that holds those characters.
 MIN_SCRUBBED_CHARS = 6
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """A 3xx answer is the tool's answer (an HTTP error), not a new place to send to."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-# http(s) only: no ftp://, file:// or data: handlers; proxies from the environment kept.
-_OPENER = urllib.request.OpenerDirector()
-for _handler in (
-    urllib.request.ProxyHandler(),
-    urllib.request.HTTPHandler(),
-    urllib.request.HTTPSHandler(),
-    urllib.request.HTTPDefaultErrorHandler(),
-    urllib.request.HTTPErrorProcessor(),
-    _RefuseRedirects(),
-):
-    _OPENER.add_handler(_handler)
 
 
 @dataclass(frozen=True)
@@ -83,7 +64,7 @@ class HttpTool:
             method="POST",
         )
         try:
-            with _OPENER.open(request, timeout=timeout) as response:
+            with OPENER.open(request, timeout=timeout) as response:
                 body = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise ToolError(

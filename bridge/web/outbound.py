@@ -97,6 +97,7 @@ async def place_call(request: Request) -> Response:
         started_at=time.time(),
         amd=True,
         record=record,
+        order=order_id,
     )
     ledger = services.ledger
     await ledger.write_order(order_id, facts)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..call.facts import CallFacts, Direction, PersonaSource
+from ..call.personas import Persona
 from ..call.plan import CallPlan
 from ..call.report import Closing, ReportOutcome
 from ..call.variables import VariablesRefused, checked
@@ -80,9 +81,11 @@ async def inbound_facts(services: Services, call_sid: str, caller: str, called: 
             called=called,
         )
         problem = answer.problem
-        chosen = personas.find(answer.persona) if answer.persona else persona
-        if not problem and chosen is None:
-            problem = f"answered an unknown persona {answer.persona[:64]!r}"  # type: ignore[index]
+        chosen: Persona | None = persona
+        if answer.persona:
+            chosen = personas.find(answer.persona)
+            if chosen is None and not problem:
+                problem = f"answered an unknown persona {answer.persona[:64]!r}"
         if not problem:
             try:
                 variables = checked(answer.variables)
@@ -96,13 +99,17 @@ async def inbound_facts(services: Services, call_sid: str, caller: str, called: 
             assert chosen is not None
             services.metrics.call_setups.labels("used").inc()
             persona, source = chosen, PersonaSource.CALL_SETUP
-            if gaps := persona.missing(variables):
-                log.warning("call setup gave no value for %s: left empty", ", ".join(gaps))
             log.info(
                 "call setup lookup answered in %.0f ms: persona %s",
                 (time.perf_counter() - started) * 1000,
                 persona.name,
             )
+    if gaps := persona.missing(variables):
+        log.warning(
+            "persona %s uses %s and this call has no value for it: left empty",
+            persona.name,
+            ", ".join(gaps),
+        )
     return CallFacts(
         call_sid,
         Direction.INBOUND,

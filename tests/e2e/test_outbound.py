@@ -114,6 +114,7 @@ def test_an_outbound_call_converses_with_its_variables_in_the_prompt(tmp_path: P
                 assert body["answered_by"] == "human"
                 assert body["variables"] == {"name": "Ada", "time": "3 pm"}
                 assert body["persona_source"] == "request"
+                assert body["order"] == answer["order"]
                 assert [t["speaker"] for t in body["transcript"]][:2] == ["assistant", "caller"]
                 # Twilio's own "completed" callback came too: still the one report.
                 assert any(
