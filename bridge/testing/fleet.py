@@ -133,10 +133,12 @@ class ServedFleet:
         except subprocess.TimeoutExpired:
             member.process.kill()
             member.process.wait()
-            tail = member.log_path.read_text(errors="replace")[-6000:]
+            member.stopped()
             raise AssertionError(
-                f"server {index} did not drain within {timeout_s:g} s; its log ends:\n{tail}"
+                f"server {index} did not drain within {timeout_s:g} s; its log ends:\n"
+                f"{member.last_log}"
             ) from None
+        member.stopped()
         return time.monotonic() - started
 
     def kill(self, index: int) -> None:
@@ -146,6 +148,7 @@ class ServedFleet:
         assert member is not None
         member.process.kill()
         member.process.wait()
+        member.stopped()
 
     # --- calling it -----------------------------------------------------------------------------
 

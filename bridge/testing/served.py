@@ -34,6 +34,10 @@ from .emulator import EmulatorOptions, GeminiEmulator
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent.parent
 START_TIMEOUT_S = 20.0
+GEMINI_CHECKED = "Gemini check ("  # the start-up check's log line, whatever it found
+LOG_TAIL_CHARS = 6000  # of each server's log, shown beside a failed test
+# Every server started in this process, newest last: a failed test shows their logs.
+_STARTED: list[ServedBridge] = []
 
 
 class EmulatorThread:
@@ -97,6 +101,18 @@ class ServedBridge:
     env: dict[str, str]
     log_path: Path
     gemini: EmulatorThread
+    # When it was stopped, and its log's end then (its directory is removed after).
+    stopped_at: float | None = None
+    last_log: str = ""
+
+    def __post_init__(self) -> None:
+        _STARTED.append(self)
+
+    def stopped(self) -> None:
+        """Keep the end of the log before its directory goes."""
+        self.stopped_at = time.monotonic()
+        with contextlib.suppress(OSError):
+            self.last_log = self.log()[-LOG_TAIL_CHARS:]
 
     @property
     def emulator(self) -> GeminiEmulator:
@@ -245,6 +261,7 @@ def served_bridge(
             yield served
         finally:
             stop_process(process, grace_s=15)
+            served.stopped()
     finally:
         emulator.close()
         workdir.cleanup()
@@ -278,14 +295,44 @@ def start_refusal(
             return None, output
 
 
+def log_tails(since: float, most: int = 3) -> list[tuple[str, str]]:
+    """(label, end of log) of the last servers that ran after ``since`` (monotonic): what a
+    failed test shows, since each server ran in a process of its own and its log goes
+    with its temporary directory."""
+    tails: list[tuple[str, str]] = []
+    for served in reversed(_STARTED):
+        if len(tails) == most:
+            break
+        if served.stopped_at is not None and served.stopped_at < since:
+            continue
+        if served.stopped_at is None:
+            try:
+                text = served.log()[-LOG_TAIL_CHARS:]
+            except OSError:
+                continue
+        else:
+            text = served.last_log
+        code = served.process.poll()
+        state = "running" if code is None else f"exited {code}"
+        tails.append((f"server :{served.port} ({state})", text))
+    return tails
+
+
 def wait_until_healthy(served: ServedBridge) -> None:
+    """Until ``/health`` answers and the start-up Gemini check is done. That check opens a
+    session of its own just after the server starts serving; a test counting the
+    emulator's sessions must not take it for its call's (CI saw that, once)."""
     deadline = time.monotonic() + START_TIMEOUT_S
+    healthy = False
+    checked = served.env.get("LOG_LEVEL", "INFO").upper() == "ERROR"  # then it is not logged
     while True:
         try:
-            if served.request("GET", "/health", timeout=1).status == 200:
-                return
+            healthy = healthy or served.request("GET", "/health", timeout=1).status == 200
         except OSError:
             pass
+        checked = checked or (healthy and GEMINI_CHECKED in served.log())
+        if healthy and checked:
+            return
         if not served.alive() or time.monotonic() > deadline:
             raise RuntimeError(f"gemini-phone-bridge serve did not start:\n{served.log()[-3000:]}")
         time.sleep(0.05)
