@@ -42,6 +42,7 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(
         DemoOptions(
             out=Path(args.out),
+            call_report=Path(args.call_report),
             as_json=args.json,
             barge_in=not args.no_barge_in,
             reply_seconds=args.reply_seconds,
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a whole simulated call offline")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON object")
     demo.add_argument("--out", default="demo-call.wav", help="WAV file of what the caller heard")
+    demo.add_argument(
+        "--call-report",
+        default="demo-report.json",
+        help="JSON file of the call's report, as CALL_REPORT_URL receives it",
+    )
     demo.add_argument("--no-barge-in", action="store_true", help="let the answer play out")
     demo.add_argument("--reply-seconds", type=float, default=6.0, help="length of each answer")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the server's log")

@@ -10,12 +10,20 @@ commandstats``) before and after. The figures go to docs/scaling.md.
 
 ``--reports`` adds CALL_REPORT_URL (a receiver in this process that answers 204): what
 a report costs in Redis, and how long after its call it is delivered.
+
+``--keyspace N`` first fills Redis with N ``answered:`` keys (a day of a large fleet's
+calls holds millions) and times the fleet's ``/api/calls/stats`` against it, and says
+whether the answer still shows every server and whether a server took Redis for down:
+
+    .venv/bin/python scripts/measure_store.py --calls 0 --idle 2 --keyspace 1000000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import secrets
 import statistics
 import sys
 import threading
@@ -47,7 +55,10 @@ IN_SCRIPT = frozenset({"exists", "hget", "hset", "pexpire"})
 
 
 def round_trips(counts: dict[str, int]) -> int:
-    return sum(v for k, v in counts.items() if k not in IN_SCRIPT)
+    """Commands, less those that ride in a script or a pipeline. A server's stats go out
+    as one pipeline (SET, ZADD, ZREMRANGEBYSCORE, PEXPIRE): counted once, as its SET."""
+    publishes = counts.get("zremrangebyscore", 0)
+    return sum(v for k, v in counts.items() if k not in IN_SCRIPT) - 2 * publishes
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -63,6 +74,36 @@ async def call(fleet: ServedFleet, questions: int) -> SimulatedCaller:
             await caller.wait_for_answer(timeout=30)
             await caller.wait_until_quiet(quiet_s=0.6, timeout=30)
     return caller
+
+
+def fill(url: str, keys: int, prefix: str = "gemini-phone-bridge:answered:") -> None:
+    """``keys`` keys like the webhook's, 24 h each, in pipelines of 10,000."""
+    client = redis.Redis.from_url(url)
+    for start in range(0, keys, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(10_000, keys - start)):
+            pipe.set(prefix + "CA" + secrets.token_hex(16), b"1", ex=86_400)
+        pipe.execute()
+
+
+def time_fleet_stats(fleet: ServedFleet, servers: int, tries: int = 9) -> None:
+    """How long the fleet view takes, and whether it is whole, with this keyspace."""
+    member = fleet.member(0)
+    took, whole = [], 0
+    for _ in range(tries):
+        started = time.monotonic()
+        answer = member.request("GET", "/api/calls/stats", timeout=30)
+        took.append(time.monotonic() - started)
+        assert answer.status == 200, answer.status
+        whole += len(json.loads(answer.body)["instances"]) == servers
+        time.sleep(0.5)
+    keys = redis.Redis.from_url(fleet.redis.url).dbsize()
+    degraded = sum("shared state store unreachable" in m.log() for m in fleet.members if m)
+    print(
+        f"/api/calls/stats over {keys:,} keys: median {statistics.median(took) * 1000:.1f} ms, "
+        f"worst {max(took) * 1000:.1f} ms; every server shown in {whole} of {tries}; "
+        f"servers that took Redis for down: {degraded} of {servers}"
+    )
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -87,6 +128,7 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle fleet")
     parser.add_argument("--reports", action="store_true", help="with CALL_REPORT_URL")
+    parser.add_argument("--keyspace", type=int, default=0, help="answered: keys to add first")
     args = parser.parse_args()
     options = EmulatorOptions(reply_seconds=1.5)
     settings = {"GEMINI_PREWARM": "false"}
@@ -97,6 +139,10 @@ def main() -> int:
         settings["WEBHOOK_SECRET"] = "measure-store-" + "s3" * 10
     with ServedFleet(args.servers, settings, options) as fleet:
         url = fleet.redis.url
+        if args.keyspace:
+            fill(url, args.keyspace)
+            time.sleep(2.5)  # every server has published its stats since
+            time_fleet_stats(fleet, args.servers)
         time.sleep(1.0)
         before = commands(url)
         time.sleep(args.idle)

@@ -124,12 +124,23 @@ def test_python_m_bridge_serve_answers_health_and_reads_dotenv(tmp_path: Path) -
 
 @pytest.mark.e2e
 def test_demo_runs_a_whole_call_and_reports_json(tmp_path: Path) -> None:
-    wav = tmp_path / "heard.wav"
+    wav, sent = tmp_path / "heard.wav", tmp_path / "sent.json"
     result = bridge(
-        "demo", "--json", "--no-barge-in", "--reply-seconds", "2", "--out", str(wav), timeout=60
-    )
+        "demo", "--json", "--no-barge-in", "--reply-seconds", "2", "--out", str(wav),
+        "--call-report", str(sent), timeout=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    # The call's own report, as the receiver at CALL_REPORT_URL got it, signed.
+    call_report = json.loads(sent.read_text())
+    assert report["call_report"] == {
+        "file": str(sent), "signature_valid": True, "outcome": "completed", "turns": 3
+    }  # fmt: skip
+    assert call_report["call_sid"] == report["call_sid"] and call_report["direction"] == "inbound"
+    assert call_report["reason"] == "caller_hung_up"
+    speakers = [turn["speaker"] for turn in call_report["transcript"]]
+    assert speakers == ["assistant", "caller", "assistant"]  # greeting, question, answer
+    assert call_report["latency"]["turn_ms"] == pytest.approx(report["turn_latency_ms"], abs=200)
     assert report["frames_received"] == pytest.approx(200, abs=4)  # greeting + answer, 2 s each
     assert report["interruptions"] == 0
     assert len(report["turn_latency_ms"]) == 1 and 500 < report["turn_latency_ms"][0] < 1500

@@ -18,8 +18,7 @@ from ..state import StateStore
 log = logging.getLogger(__name__)
 
 RECENT_CALLS = 20
-
-
+BOARD = "stats"  # the store's board the instances publish on
 PUBLISH_TTL_S = 6.0
 
 
@@ -34,14 +33,14 @@ class FleetStats:
     async def publish(self, stats: dict[str, Any]) -> None:
         stats = {**stats, "published_at": time.time()}
         text = json.dumps(stats, ensure_ascii=False, separators=(",", ":"))
-        await self._store.put_text(f"stats:{self._instance}", text, self._ttl_s)
+        await self._store.publish(BOARD, self._instance, text, self._ttl_s)
 
     async def view(self, own: dict[str, Any]) -> dict[str, Any]:
         """Every instance's calls, ``own`` (this instance's, now) among them."""
         if not self._store.shared:
             return merged([own])
         published: list[dict[str, Any]] = [own]
-        for text in await self._store.texts("stats:"):
+        for text in await self._store.published(BOARD):
             try:
                 stats = json.loads(text)
                 if stats["instance"]["name"] != self._instance:

@@ -168,15 +168,15 @@ class FallbackStore:
     async def delete(self, key: str) -> None:
         await self._either(lambda: self._shared.delete(key), lambda: self._local.delete(key))
 
-    async def put_text(self, key: str, text: str, ttl_s: float) -> None:
+    async def publish(self, board: str, name: str, text: str, ttl_s: float) -> None:
         await self._either(
-            lambda: self._shared.put_text(key, text, ttl_s),
-            lambda: self._local.put_text(key, text, ttl_s),
+            lambda: self._shared.publish(board, name, text, ttl_s),
+            lambda: self._local.publish(board, name, text, ttl_s),
         )
 
-    async def texts(self, prefix: str) -> list[str]:
+    async def published(self, board: str) -> list[str]:
         return await self._either(
-            lambda: self._shared.texts(prefix), lambda: self._local.texts(prefix)
+            lambda: self._shared.published(board), lambda: self._local.published(board)
         )
 
     async def schedule(self, queue: str, key: str, at: float) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from .store import Claim
+from .store import BOARD_LIMIT, Claim
 
 
 class MemoryStore:
@@ -19,6 +19,7 @@ class MemoryStore:
         self._clock = clock
         self._values: dict[str, tuple[float, object]] = {}  # key → (expires at, value)
         self._queues: dict[str, dict[str, float]] = {}  # queue → key → due at
+        self._boards: dict[str, dict[str, tuple[float, str]]] = {}  # → name → (expiry, text)
         self._writes = 0
 
     @property
@@ -83,16 +84,14 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
 
-    async def put_text(self, key: str, text: str, ttl_s: float) -> None:
-        self._put(key, text, ttl_s)
+    async def publish(self, board: str, name: str, text: str, ttl_s: float) -> None:
+        self._boards.setdefault(board, {})[name] = (self._clock() + ttl_s, text)
 
-    async def texts(self, prefix: str) -> list[str]:
-        found = []
-        for key in [k for k in self._values if k.startswith(prefix)]:
-            value = self._get(key)
-            if isinstance(value, str):
-                found.append(value)
-        return found
+    async def published(self, board: str) -> list[str]:
+        now, entries = self._clock(), self._boards.get(board, {})
+        for name in [n for n, (expires, _) in entries.items() if expires <= now]:
+            del entries[name]
+        return [text for _, text in entries.values()][:BOARD_LIMIT]
 
     async def schedule(self, queue: str, key: str, at: float) -> None:
         self._queues.setdefault(queue, {})[key] = at

@@ -11,15 +11,19 @@ and the write cannot be split by another instance's write.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from .store import Claim, StoreUnavailable
+from .store import BOARD_LIMIT, Claim, StoreUnavailable
 
 OPERATION_TIMEOUT_S = 1.0
 DEFAULT_PREFIX = "gemini-phone-bridge:"
+# A board's index is scored by the publisher's clock and read by another server's: names
+# stay listed this much past their expiry, and the texts' own TTL (Redis's clock) decides.
+CLOCK_SKEW_S = 60.0
 
 # KEYS[1]: the record. ARGV: time to live (ms), the number of conditions (-1: none; a
 # record must exist for 0 or more), the conditions as field/value pairs, then the
@@ -39,11 +43,6 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally by SCAN's glob pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _ms(seconds: float) -> int:
@@ -127,20 +126,31 @@ class RedisStore:
     async def delete(self, key: str) -> None:
         await self._do("a delete", self._redis.delete(self._prefix + key))
 
-    async def put_text(self, key: str, text: str, ttl_s: float) -> None:
-        await self._do("a write", self._redis.set(self._prefix + key, text.encode(), px=_ms(ttl_s)))
+    async def publish(self, board: str, name: str, text: str, ttl_s: float) -> None:
+        """The text under ``<board>:<name>`` with its TTL, and the name in the board's index
+        (a sorted set scored by expiry), pruned of the long gone: one round trip."""
+        index, now = self._prefix + board, time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(f"{index}:{name}", text.encode(), px=_ms(ttl_s))
+        pipe.zadd(index, {name: now + ttl_s})
+        pipe.zremrangebyscore(index, "-inf", now - CLOCK_SKEW_S)
+        pipe.pexpire(index, _ms(ttl_s + CLOCK_SKEW_S))
+        await self._do("a publish", pipe.execute())
 
-    async def texts(self, prefix: str) -> list[str]:
-        pattern = _glob_escape(self._prefix + prefix) + "*"
+    async def published(self, board: str) -> list[str]:
+        index = self._prefix + board
 
-        async def scan() -> list[str]:
-            keys = [k async for k in self._redis.scan_iter(match=pattern, count=500)]
-            if not keys:
+        async def read() -> list[str]:
+            names = await self._redis.zrangebyscore(
+                index, time.time() - CLOCK_SKEW_S, "+inf", start=0, num=BOARD_LIMIT
+            )
+            if not names:
                 return []
+            keys = [f"{index}:{n.decode()}" for n in names if isinstance(n, bytes)]
             values = await self._redis.mget(keys)
             return [v.decode() for v in values if isinstance(v, bytes)]
 
-        found = await self._do("a scan", scan())
+        found = await self._do("a board read", read())
         assert isinstance(found, list)
         return found
 

@@ -14,8 +14,10 @@ keys, each with a time to live (nothing shared outlives its use):
   the stream that holds its current number: a server that lost the call
   cannot overwrite what the next one wrote);
 * ``put_blob`` / ``get_blob``: bytes (the caller's unanswered question);
-* ``put_text`` / ``texts``: what each instance publishes about itself, read
-  back by prefix (the fleet's stats);
+* ``publish`` / ``published``: what each instance says about itself on a board
+  (the fleet's stats), renewed every few seconds and gone soon after it stops:
+  read back through the board's own index, never by scanning the keyspace (a
+  large fleet's Redis holds millions of keys);
 * ``schedule`` / ``due`` / ``unschedule``: a queue of keys, each with the time it is
   due (the reports waiting for delivery): reading what is due never scans the
   keyspace.
@@ -29,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 from typing import Protocol
+
+BOARD_LIMIT = 1000  # names read from one board: more servers than a fleet of 10,000 calls has
 
 
 class Claim(Enum):
@@ -78,9 +82,13 @@ class StateStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    async def put_text(self, key: str, text: str, ttl_s: float) -> None: ...
+    async def publish(self, board: str, name: str, text: str, ttl_s: float) -> None:
+        """``name``'s ``text`` on ``board`` for ``ttl_s``, replacing what it said before."""
+        ...
 
-    async def texts(self, prefix: str) -> list[str]: ...
+    async def published(self, board: str) -> list[str]:
+        """What is on ``board`` and has not expired, at most ``BOARD_LIMIT`` texts."""
+        ...
 
     async def schedule(self, queue: str, key: str, at: float) -> None:
         """``key`` (a blob's) is due at ``at`` (wall time) in ``queue``."""

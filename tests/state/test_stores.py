@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from bridge.state import Claim, FallbackStore, MemoryStore, StateStore
 from bridge.state.redis_store import RedisStore
@@ -100,16 +101,42 @@ def test_records_and_blobs_expire(make_store: object) -> None:
     run(scenario())
 
 
-def test_texts_are_read_back_by_prefix(make_store: object) -> None:
+def test_a_board_shows_what_each_name_said_last_until_it_expires(make_store: object) -> None:
     async def scenario() -> None:
         store: StateStore = make_store()  # type: ignore[operator]
-        await store.put_text("instance:a", '{"id": "a"}', 5)
-        await store.put_text("instance:b", '{"id": "b"}', 5)
-        await store.put_text("other:c", "no", 5)
-        assert sorted(await store.texts("instance:")) == ['{"id": "a"}', '{"id": "b"}']
+        await store.publish("stats", "a", '{"id": "a", "n": 1}', 5)
+        await store.publish("stats", "b", '{"id": "b"}', 0.3)
+        await store.publish("other", "c", "no", 5)
+        await store.publish("stats", "a", '{"id": "a", "n": 2}', 5)  # replaces a's
+        assert sorted(await store.published("stats")) == ['{"id": "a", "n": 2}', '{"id": "b"}']
+        await asyncio.sleep(0.4)
+        assert await store.published("stats") == ['{"id": "a", "n": 2}']  # b stopped
+        assert await store.published("nobody") == []
         await store.close()
 
     run(scenario())
+
+
+def test_reading_a_board_never_scans_the_keyspace(redis_server: RedisServer) -> None:
+    """A day of a large fleet's calls leaves millions of keys; a SCAN of them outlasted the
+    store's 1 s budget and made a server take Redis for down (scripts/measure_store.py)."""
+
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, prefix="test-board-scan:")
+        client = redis.Redis.from_url(redis_server.url)
+        for name in ("web-1", "web-2"):
+            await store.publish("stats", name, name, 5)
+        scans = _command_calls(client, "scan")
+        assert sorted(await store.published("stats")) == ["web-1", "web-2"]
+        assert _command_calls(client, "scan") == scans
+        await store.close()
+
+    run(scenario())
+
+
+def _command_calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
 
 
 def test_a_queue_gives_what_is_due_earliest_first(make_store: object) -> None:
