@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 from .personas import Persona, Personas
 from .variables import VariablesRefused, checked
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # The voicemail goes to Twilio as inline TwiML in a call update, which takes 4,000
-# characters at most, markup included.
+# characters at most, markup included: the text is measured as it goes in the XML
+# (``&`` is five characters there), the rest is left for the markup.
 MAX_VOICEMAIL_CHARS = 3000
 FIELDS = frozenset({"to", "from", "persona", "variables"})
 
@@ -88,8 +90,10 @@ def read_order(data: Any, personas: Personas, allowlist: tuple[str, ...]) -> Out
         raise OrderRefused(
             400, f"persona {persona.name!r} uses variables nobody gave: {', '.join(gaps)}"
         )
-    if len(persona.filled(variables).voicemail) > MAX_VOICEMAIL_CHARS:
+    if len(xml_escape(persona.filled(variables).voicemail)) > MAX_VOICEMAIL_CHARS:
         raise OrderRefused(
-            400, f"the voicemail with these variables is over {MAX_VOICEMAIL_CHARS} characters"
+            400,
+            f"the voicemail with these variables is over {MAX_VOICEMAIL_CHARS} characters "
+            "once written as TwiML (& < > take several)",
         )
     return OutboundOrder(to, from_, persona, variables)

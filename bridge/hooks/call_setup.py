@@ -40,8 +40,8 @@ async def ask_call_setup(
         return SetupAnswer(problem=answer.problem or f"answered HTTP {answer.status}")
     try:
         data = json.loads(answer.body) if answer.body.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return SetupAnswer(problem="did not answer with JSON")
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested or numbers past limits
+        return SetupAnswer(problem="did not answer with JSON this server can read")
     if not isinstance(data, dict):
         return SetupAnswer(problem="did not answer with a JSON object")
     persona = data.get("persona")

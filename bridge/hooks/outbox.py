@@ -183,7 +183,9 @@ class ReportOutbox:
     async def _start_due(self) -> None:
         if not self.enabled:
             return
-        due = [e for e in await self.pending(self._wall()) if e.key not in self._sending]
+        now = self._wall()
+        due = [e for e in await self.pending(now) if e.key not in self._sending]
+        due.sort(key=lambda e: e.hold_until > now)  # stable: the ready first, then the held
         for envelope in due[: max(0, PARALLEL - len(self._attempts))]:
             self._sending.add(envelope.key)
             task = asyncio.create_task(self._attempt_logged(envelope), name="report_attempt")
@@ -253,7 +255,11 @@ class ReportOutbox:
         held = envelope.hold_until > now and not final
         payload, ready = await self.complete(envelope, not held)
         if not ready:
-            # Waiting for what completes it: look again at the next poll (same attempt).
+            # Waiting for what completes it: looked at again after a poll (same attempt),
+            # behind what is due by then, so held reports never take every place in turn.
+            await self._store.schedule(
+                QUEUE, self._key(envelope.key), min(envelope.hold_until, now + POLL_S)
+            )
             await self._store.delete(f"sending:{envelope.key}:{envelope.attempts}")
             return
         assert self.url is not None

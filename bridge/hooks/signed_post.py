@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from ..http_opener import OPENER
+from ..http_opener import DeadlinePassed, post_within
 from ..threads import ThreadPool
 from .signature import SIGNATURE_HEADER, signature_header
 
@@ -58,10 +58,12 @@ def _post(
         method="POST",
     )
     try:
-        with OPENER.open(request, timeout=timeout_s) as response:
-            return HookAnswer(response.status, response.read(MAX_ANSWER_BYTES + 1))
+        status, answer = post_within(request, timeout_s, MAX_ANSWER_BYTES)
+        return HookAnswer(status, answer)
     except urllib.error.HTTPError as exc:
         return HookAnswer(exc.code, b"", f"answered HTTP {exc.code}")
+    except DeadlinePassed:
+        return HookAnswer(0, b"", f"did not answer within {timeout_s:g} s")
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", None)
         name = (reason if isinstance(reason, Exception) else exc).__class__.__name__
@@ -82,9 +84,11 @@ async def post_signed(
     thread included); never raises for what the receiver does."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     try:
-        # urllib's timeout is per socket operation: a receiver trickling its answer would
-        # hold the request far longer. The thread finishes on its own; nobody waits on it.
+        # The thread's exchange has the same deadline (a receiver trickling its answer
+        # cannot hold the thread past it); this one also counts waiting for a thread.
         async with asyncio.timeout(timeout_s):
             return await threads.run(_post, url, body, secret, timeout_s, headers or {})
     except TimeoutError:
-        return HookAnswer(0, b"", f"did not answer within {timeout_s:g} s")
+        full = threads.busy >= threads.threads
+        why = f" (all {threads.threads} of its threads were busy)" if full else ""
+        return HookAnswer(0, b"", f"did not answer within {timeout_s:g} s{why}")

@@ -11,7 +11,6 @@ and the write cannot be split by another instance's write.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 
 import redis.asyncio as redis
@@ -21,9 +20,21 @@ from .store import BOARD_LIMIT, Claim, StoreUnavailable
 
 OPERATION_TIMEOUT_S = 1.0
 DEFAULT_PREFIX = "gemini-phone-bridge:"
-# A board's index is scored by the publisher's clock and read by another server's: names
-# stay listed this much past their expiry, and the texts' own TTL (Redis's clock) decides.
-CLOCK_SKEW_S = 60.0
+
+# KEYS[1]: a board's index (a sorted set of names scored by expiry), KEYS[2]: the name's
+# text. ARGV: the name, the text, its time to live (ms). Scored and pruned by Redis's own
+# clock: one server's wrong clock can neither drop the others from the board nor hide
+# itself.
+_PUBLISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
 
 # KEYS[1]: the record. ARGV: time to live (ms), the number of conditions (-1: none; a
 # record must exist for 0 or more), the conditions as field/value pairs, then the
@@ -61,6 +72,7 @@ class RedisStore:
         )
         self._prefix = prefix
         self._set_fields = self._redis.register_script(_SET_FIELDS)
+        self._publish = self._redis.register_script(_PUBLISH)
 
     @property
     def shared(self) -> bool:
@@ -127,27 +139,23 @@ class RedisStore:
         await self._do("a delete", self._redis.delete(self._prefix + key))
 
     async def publish(self, board: str, name: str, text: str, ttl_s: float) -> None:
-        """The text under ``<board>:<name>`` with its TTL, and the name in the board's index
-        (a sorted set scored by expiry), pruned of the long gone: one round trip."""
-        index, now = self._prefix + board, time.time()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(f"{index}:{name}", text.encode(), px=_ms(ttl_s))
-        pipe.zadd(index, {name: now + ttl_s})
-        pipe.zremrangebyscore(index, "-inf", now - CLOCK_SKEW_S)
-        pipe.pexpire(index, _ms(ttl_s + CLOCK_SKEW_S))
-        await self._do("a publish", pipe.execute())
+        """The text under ``<board>:<name>`` with its TTL, and the name in the board's index,
+        pruned of the expired: one script, one round trip."""
+        index = self._prefix + board
+        await self._do(
+            "a publish",
+            self._publish(keys=[index, f"{index}:{name}"], args=[name, text, _ms(ttl_s)]),
+        )
 
     async def published(self, board: str) -> list[str]:
         index = self._prefix + board
 
         async def read() -> list[str]:
-            names = await self._redis.zrangebyscore(
-                index, time.time() - CLOCK_SKEW_S, "+inf", start=0, num=BOARD_LIMIT
-            )
-            if not names:
-                return []
+            names = await self._redis.zrange(index, 0, BOARD_LIMIT - 1)
             keys = [f"{index}:{n.decode()}" for n in names if isinstance(n, bytes)]
-            values = await self._redis.mget(keys)
+            if not keys:
+                return []
+            values = await self._redis.mget(keys)  # a name just expired reads as None
             return [v.decode() for v in values if isinstance(v, bytes)]
 
         found = await self._do("a board read", read())

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError, ConfigErrors, read_json_file
-from ..http_opener import OPENER
+from ..http_opener import post_within
 from ..threads import ThreadPool
 from .base import ToolError
 
@@ -64,8 +64,7 @@ class HttpTool:
             method="POST",
         )
         try:
-            with OPENER.open(request, timeout=timeout) as response:
-                body = response.read(MAX_ANSWER_BYTES + 1)
+            _, body = post_within(request, timeout, MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
             raise ToolError(
                 f"{self.name} answered HTTP {exc.code}", retryable=exc.code >= 500
@@ -78,7 +77,7 @@ class HttpTool:
             raise ToolError(f"{self.name} answered with more than {MAX_ANSWER_BYTES} bytes")
         try:
             return json.loads(body) if body else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested or numbers past limits
             raise ToolError(f"{self.name} did not answer with JSON") from None
 
     async def __call__(self, args: dict[str, Any]) -> Any:

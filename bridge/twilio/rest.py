@@ -141,3 +141,8 @@ class TwilioCalls:
             raise TwilioCallError(
                 f"cannot reach Twilio: {exc.__class__.__name__}", uncertain=True
             ) from None
+        except Exception as exc:  # an answer the library could not read (a proxy's page)
+            raise TwilioCallError(
+                f"Twilio's answer to {what} could not be read ({exc.__class__.__name__})",
+                uncertain=True,
+            ) from None

@@ -69,9 +69,9 @@ async def place_call(request: Request) -> Response:
     except BodyRefused as exc:
         counter.labels("refused").inc()
         return _refused(exc.status, str(exc))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested or numbers past limits
         counter.labels("refused").inc()
-        return _refused(400, "the body is not JSON")
+        return _refused(400, "the body is not JSON this server can read")
     except OrderRefused as exc:
         counter.labels("refused").inc()
         return _refused(exc.status, exc.reason)
@@ -79,7 +79,7 @@ async def place_call(request: Request) -> Response:
     # The place is kept from before the dial (under the order's id, then its CallSid), so
     # calls placed at once cannot overshoot MAX_CONCURRENT_CALLS; none while draining.
     order_id = new_order_id()
-    if registry.draining or (not services.fleet.shared and not registry.reserve(order_id)):
+    if registry.draining or not registry.reserve(order_id):
         counter.labels("busy").inc()
         return _refused(
             503, f"the bridge is {registry.not_ready_reason or 'full'}: nothing dialled"

@@ -9,6 +9,7 @@ posts the answering-machine verdict and the status callbacks, all signed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 
 from bridge.testing.emulator import EmulatorOptions
 from bridge.testing.harness import Deployment, loopback_deployment
 from bridge.testing.phone_network import Callee, CalleeKind
+from bridge.testing.redis_server import RedisServer
 from bridge.testing.twilio_rest import TwilioRestFake
 from bridge.testing.webhook_receiver import WebhookReceiver
 
@@ -285,18 +288,90 @@ def test_forged_twilio_callbacks_are_refused(tmp_path: Path, route: str) -> None
     run(scenario())
 
 
-def test_calls_placed_at_once_never_overshoot_the_capacity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", ["alone", "fleet"])
+def test_calls_placed_at_once_never_overshoot_the_capacity(tmp_path: Path, state: str) -> None:
+    """``fleet``: review, with STATE_URL set no place was kept and all three rang; the two
+    people who answered got the apology."""
+    with contextlib.ExitStack() as stack:
+        shared = {}
+        if state == "fleet":
+            shared["STATE_URL"] = stack.enter_context(RedisServer()).url
+        run(_three_orders_at_capacity_one(tmp_path, shared))
+
+
+async def _three_orders_at_capacity_one(tmp_path: Path, shared: dict[str, str]) -> None:
+    async with WebhookReceiver(SECRET) as rx, TwilioRestFake() as rest:
+        rest.callees[PERSON] = Callee(CalleeKind.NO_ANSWER, ring_s=5.0)
+        env = env_for(tmp_path, rx, MAX_CONCURRENT_CALLS="1", **shared)
+        async with loopback_deployment(EmulatorOptions(), env=env, twilio_http_client=rest) as d:
+            answers = await asyncio.gather(*(place(d, ORDER) for _ in range(3)))
+            assert sorted(status for status, _ in answers) == [201, 503, 503]
+            assert len(placed_calls(rest)) == 1
+            assert d.services.registry.in_use == 1
+
+
+def test_bodies_no_parser_can_take_and_voicemails_too_long_as_xml_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Review: a 5,000-digit number or deep nesting answered 500; a voicemail of 1,060
+    characters, mostly ``&``, was 12,628 once written as TwiML (Twilio takes 4,000)."""
+
     async def scenario() -> None:
         async with WebhookReceiver(SECRET) as rx, TwilioRestFake() as rest:
-            rest.callees[PERSON] = Callee(CalleeKind.NO_ANSWER, ring_s=5.0)
-            env = env_for(tmp_path, rx, MAX_CONCURRENT_CALLS="1")
             async with loopback_deployment(
-                EmulatorOptions(), env=env, twilio_http_client=rest
+                EmulatorOptions(), env=env_for(tmp_path, rx), twilio_http_client=rest
             ) as d:
-                answers = await asyncio.gather(*(place(d, ORDER) for _ in range(3)))
-                assert sorted(status for status, _ in answers) == [201, 503, 503]
-                assert len(placed_calls(rest)) == 1
-                assert d.services.registry.in_use == 1
+                for raw in (
+                    b'{"to": "+442071838750", "persona": "reminders", "variables": {"name": '
+                    + b"9" * 5000
+                    + b', "time": "3 pm"}}',
+                    b"[" * 15_000,
+                ):
+                    got, answer = await asyncio.to_thread(_post_raw, d.public_url, raw)
+                    assert got == 400 and "not JSON this server can read" in answer["error"]
+                ampersands = {"name": "&" * 500, "time": "&" * 500}
+                got, answer = await place(d, {**ORDER, "variables": ampersands})
+                assert got == 400 and "once written as TwiML" in answer["error"]
+                assert placed_calls(rest) == []
+                assert d.services.registry.in_use == 0
+
+    run(scenario())
+
+
+def _post_raw(base: str, raw: bytes) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    request = urllib.request.Request(base + "/api/calls", raw, headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+class _ProxyPageForCalls(TwilioRestFake):
+    """Twilio behind a proxy that answers the call's creation with its own HTML page."""
+
+    def request(self, method: str, uri: str, *args: Any, **kwargs: Any) -> Response:
+        if method == "POST" and uri.endswith("/Calls.json"):
+            self.requests_seen_by_proxy = getattr(self, "requests_seen_by_proxy", 0) + 1
+            return Response(200, "<html><body>Service Unavailable</body></html>")
+        return super().request(method, uri, *args, **kwargs)  # type: ignore[no-any-return]
+
+
+def test_an_answer_from_twilio_that_cannot_be_read_is_an_uncertain_placement(
+    tmp_path: Path,
+) -> None:
+    """Review: a proxy's page instead of Twilio's JSON answered 500 with no order id; the
+    call may have been placed, so it is the 504 naming the order."""
+
+    async def scenario() -> None:
+        async with WebhookReceiver(SECRET) as rx, _ProxyPageForCalls() as rest:
+            async with loopback_deployment(
+                EmulatorOptions(), env=env_for(tmp_path, rx), twilio_http_client=rest
+            ) as d:
+                got, answer = await place(d, ORDER)
+                assert got == 504 and answer["order"] and "could not be read" in answer["error"]
+                assert rest.requests_seen_by_proxy == 1
 
     run(scenario())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bridge.hooks.outbox import Envelope, ReportOutbox, backoff_s
+from bridge.hooks.outbox import PARALLEL, Envelope, ReportOutbox, backoff_s
 from bridge.hooks.signed_post import HookAnswer
 from bridge.state import MemoryStore
 from tests.fakes import Clock
@@ -112,6 +112,9 @@ def test_a_held_report_waits_for_what_completes_it_then_goes_as_it_is() -> None:
         assert receiver.got == []
         ready["now"] = True
         await box.deliver_due()
+        assert receiver.got == []  # looked at again after a poll, not before
+        clock.now += 1
+        await box.deliver_due()
         assert receiver.got[0][0] == {"n": 1, "recording": "url"}
 
         await box.put("CA2", {"n": 2}, hold_s=60)
@@ -151,5 +154,41 @@ def test_a_receiver_slow_on_one_report_holds_up_no_other() -> None:
         stop.set()
         await loop
         assert await box.pending() == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_reports_held_for_their_recordings_never_hold_up_one_that_is_ready() -> None:
+    """Review: four reports waiting for their recordings were the earliest due at every
+    poll and took all four places; a call with no recording waited 41 s behind them."""
+
+    async def scenario() -> None:
+        got: list[Any] = []
+
+        async def post(
+            url: str, payload: Any, secret: str, timeout: float, headers: dict[str, str]
+        ) -> HookAnswer:
+            got.append(payload)
+            return HookAnswer(200)
+
+        async def complete(envelope: Envelope, final: bool) -> tuple[dict[str, Any], bool]:
+            return envelope.payload, final or "recorded" not in envelope.payload
+
+        store = MemoryStore()
+        box = ReportOutbox(
+            store, "https://crm.example/r", "s" * 20, 600.0, post=post, complete=complete
+        )
+        stop = asyncio.Event()
+        loop = asyncio.create_task(box.run(stop))
+        for n in range(PARALLEL * 2):
+            await box.put(f"CA{n}", {"n": n, "recorded": True}, hold_s=180)
+        await asyncio.sleep(1.5)  # held, and looked at again, at least once
+        await box.put("CA-plain", {"n": "plain"})
+        async with asyncio.timeout(2.5):
+            while not got:
+                await asyncio.sleep(0.01)
+        assert got == [{"n": "plain"}]
+        stop.set()
+        await loop
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

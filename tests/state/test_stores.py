@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -233,3 +234,26 @@ def test_one_dropped_connection_after_a_redis_restart_is_not_an_outage() -> None
 
     with RedisServer() as server:
         run(scenario(server))
+
+
+def test_a_board_is_kept_by_redis_s_clock_whatever_the_servers_clocks_say(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the index was scored and pruned by each publisher's clock; one server 90 s
+    ahead dropped every other server from the fleet view each time it published."""
+
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, prefix="test-board-clock:")
+        client = redis.Redis.from_url(redis_server.url)
+        await store.publish("stats", "gone", "gone", 0.3)
+        await store.publish("stats", "steady", "steady", 5)
+        monkeypatch.setattr(time, "time", lambda: real_time() + 90)  # this server is ahead
+        await asyncio.sleep(0.4)
+        await store.publish("stats", "ahead", "ahead", 5)
+        assert sorted(await store.published("stats")) == ["ahead", "steady"]
+        # The stopped server's name was pruned by Redis's clock; nobody else's was.
+        assert sorted(client.zrange("test-board-clock:stats", 0, -1)) == [b"ahead", b"steady"]
+        await store.close()
+
+    real_time = time.time
+    run(scenario())
