@@ -1,4 +1,4 @@
-"""The one urllib opener for requests to URLs an operator configured (HTTP tools, the
+"""The one way to send requests to URLs an operator configured (HTTP tools, the
 call-setup lookup, the call reports): http and https only (no ``ftp://``, ``file://`` or
 ``data:``), proxies from the environment kept, and no redirect followed. A 3xx is an
 answer (an HTTP error), not a new place to send a body, its credentials or its
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -91,12 +90,8 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self) -> None:
-        super().__init__()
-        self._tls = ssl.create_default_context()  # what urllib uses when given none
-
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_HTTPSConnection, req, context=self._tls)
+        return self.do_open(_HTTPSConnection, req)  # http.client's default TLS context
 
 
 def _opener() -> urllib.request.OpenerDirector:
@@ -113,7 +108,7 @@ def _opener() -> urllib.request.OpenerDirector:
     return opener
 
 
-OPENER = _opener()
+_OPENER = _opener()  # only through post_within: nothing unbounded
 
 
 class DeadlinePassed(TimeoutError):
@@ -124,7 +119,7 @@ def post_within(
     request: urllib.request.Request, deadline_s: float, max_bytes: int
 ) -> tuple[int, bytes]:
     """Send ``request`` and read at most ``max_bytes + 1`` of the answer, all within
-    ``deadline_s``: (status, body). Raises as ``OPENER.open`` does (``HTTPError`` for a
+    ``deadline_s``: (status, body). Raises as ``urlopen`` does (``HTTPError`` for a
     status of 400 or more, or a 3xx), and ``DeadlinePassed``. Blocking: run it in a
     thread."""
     deadline = _Deadline()
@@ -133,7 +128,7 @@ def post_within(
     _exchange.deadline = deadline
     timer.start()
     try:
-        with OPENER.open(request, timeout=deadline_s) as response:
+        with _OPENER.open(request, timeout=deadline_s) as response:
             status, body = response.status, response.read(max_bytes + 1)
     except urllib.error.HTTPError:
         raise  # an answer came, in time

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import ConfigError, ConfigErrors, read_json_file
-from ..http_opener import post_within
+from ..http_opener import DeadlinePassed, post_within
 from ..threads import ThreadPool
 from .base import ToolError
 
@@ -68,6 +68,10 @@ class HttpTool:
         except urllib.error.HTTPError as exc:
             raise ToolError(
                 f"{self.name} answered HTTP {exc.code}", retryable=exc.code >= 500
+            ) from None
+        except DeadlinePassed:
+            raise ToolError(
+                f"{self.name} did not answer within {timeout:g} s", retryable=True
             ) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise ToolError(
