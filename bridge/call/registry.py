@@ -38,6 +38,7 @@ GOODBYE_TIMEOUT_S = 15.0  # a drained call's goodbye, said and played
 # While draining, how long an answered webhook's stream is waited for: Twilio opens it
 # within a second or two, and a stream that never comes must not hold the shutdown.
 RESERVED_STREAM_WAIT_S = 10.0
+RESERVED_POLL_S = 0.05  # while a drain waits for them
 
 
 def _utc(wall: float) -> str:
@@ -318,9 +319,14 @@ class CallRegistry:
         moves to another server at its next quiet moment. Otherwise the running calls may
         finish within ``timeout_s``; the rest end with a goodbye."""
         self.draining = True
+        reserved = self.in_use - len(self._calls)
         log.info(
-            "draining: %d calls running, %s",
+            "draining: %d calls running%s, %s",
             len(self._calls),
+            f" and {reserved} answered whose streams have not started (waited for up to "
+            f"{RESERVED_STREAM_WAIT_S:.0f} s)"
+            if reserved
+            else "",
             "handing them over" if hand_over else f"waiting up to {timeout_s:.0f} s",
         )
         if hand_over:
@@ -338,8 +344,12 @@ class CallRegistry:
             return bool(self._calls) or (self.in_use > 0 and self._clock() < reserved_until)
 
         while self._clock() < deadline and waiting():
+            wait_s = min(1.0, max(0.0, deadline - self._clock()))
+            if not self._calls:  # only places whose streams may still come: look again soon
+                await asyncio.sleep(min(wait_s, RESERVED_POLL_S))
+                continue
             try:
-                async with asyncio.timeout(min(1.0, max(0.0, deadline - self._clock()))):
+                async with asyncio.timeout(wait_s):
                     await self._all_gone.wait()
             except TimeoutError:
                 pass

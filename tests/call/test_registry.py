@@ -76,6 +76,42 @@ def test_capacity_counts_reservations_until_their_stream_or_their_expiry() -> No
     assert registry.in_use == 0 and registry.reserve("CA3")
 
 
+def test_a_drain_says_it_waits_for_answered_calls_whose_streams_have_not_started(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A newcomer saw "draining: 0 calls running" and then ten silent seconds: the wait was
+    for a reserved place's stream, which the log did not name."""
+    registry = CallRegistry(None, BridgeMetrics(), Clock())
+    registry.reserve("CA1")
+    with caplog.at_level("INFO", logger="bridge.call.registry"):
+        asyncio.run(asyncio.wait_for(registry.drain(0), 10))  # no time to wait: just the log
+    assert "draining: 0 calls running and 1 answered whose streams have not started" in caplog.text
+
+
+def test_a_drain_waiting_for_a_reserved_stream_leaves_the_event_loop_free() -> None:
+    """With no call running, the drain waited on an event already set: a loop that never
+    yielded, so for up to 10 s the server answered nothing, not even the stream it was
+    waiting for."""
+
+    async def scenario() -> int:
+        registry = CallRegistry(None, BridgeMetrics())
+        registry.reserve("CA1")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await registry.drain(0.5)
+        ticker.cancel()
+        return ticks
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) >= 20
+
+
 def test_a_rejected_stream_is_counted_by_why() -> None:
     metrics = BridgeMetrics()
     CallRegistry(None, metrics).rejected(Rejection.FLOOD)
