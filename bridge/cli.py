@@ -130,8 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     demo = commands.add_parser("demo", help="run a whole simulated call offline")
-    demo.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    demo.add_argument("--out", default="demo-call.wav", help="WAV file of what the caller heard")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.add_argument(
+        "--out",
+        default="demo-call.wav",
+        help="stereo WAV of the call (caller left, assistant right)",
+    )
     demo.add_argument(
         "--call-report",
         default="demo-report.json",
